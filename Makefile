@@ -1,0 +1,58 @@
+# Two commands set everything up on a fresh Debian/Ubuntu machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+STAMP_APT := .local/.apt-installed
+APT_PACKAGES := unixodbc unixodbc-dev odbc-postgresql postgresql
+
+.PHONY: run test lint typecheck unit bench deps clean
+
+deps: $(STAMP_PY) $(STAMP_NODE) $(STAMP_APT)
+
+$(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $@
+
+$(STAMP_NODE): package.json
+	@command -v npm >/dev/null || { echo "Node.js 20 and npm are required (apt-get install nodejs npm)"; exit 1; }
+	npm install --no-audit --no-fund --silent
+	@touch $@
+
+# unixODBC, psqlODBC and PostgreSQL: installed when root, otherwise checked with a clear message.
+$(STAMP_APT):
+	@mkdir -p .local
+	@if odbcinst -q -d -n "PostgreSQL Unicode" >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  true; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	else \
+	  echo "Missing system packages. Install them with: sudo apt-get install -y $(APT_PACKAGES)"; exit 1; \
+	fi
+	@touch $@
+
+run: $(STAMP_PY) $(STAMP_NODE)
+	@test -f local.settings.json || cp local.settings.example.json local.settings.json
+	$(PY) -m devhost
+
+lint: $(STAMP_PY)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP_PY)
+	$(VENV)/bin/mypy shared devhost ingest_http process_blob retention_timer bench
+
+test: deps lint typecheck
+	$(VENV)/bin/pytest
+
+bench: deps
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) node_modules .local .pytest_cache .mypy_cache .ruff_cache

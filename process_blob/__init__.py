@@ -1,0 +1,20 @@
+"""Event Grid `Microsoft.Storage.BlobCreated` for `ws-*` containers → hourly aggregates in SQL.
+An exception here makes Event Grid redeliver (then dead-letter); redelivery is harmless."""
+
+import logging
+
+import azure.functions as func
+
+from shared.processing import parse_blob_created, process_blob_created
+from shared.runtime import services
+
+log = logging.getLogger("sluice.process_blob")
+
+
+def main(event: func.EventGridEvent) -> None:
+    created = parse_blob_created(event.event_type, event.subject)
+    if created is None:
+        log.info("ignored event %s of type %s", event.id, event.event_type)
+        return
+    current = services()
+    process_blob_created(created, raw_store=current.raw_store, sink=current.database)

@@ -1,0 +1,213 @@
+"""Azure Storage adapters: the raw-data store on Blob storage and the workspace registry on Table
+storage. Azure SDK errors are translated into shared.errors here and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import date, datetime
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient, ContentSettings
+
+from shared.errors import BlobNotFound, StorageUnavailable, WorkspaceNotFound
+from shared.ids import RAW_PREFIX, container_name, day_prefix, workspace_of_container
+from shared.plans import Plan
+from shared.rawstore import RawBlob
+from shared.settings import StorageSettings
+from shared.workspaces import Workspace, WorkspaceState
+
+WORKSPACES_TABLE = "workspaces"
+WORKSPACE_ROW_KEY = "workspace"
+# Blob batch deletes take at most 256 sub-requests.
+DELETE_BATCH = 256
+
+log = logging.getLogger("sluice.storage")
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Connection failures and 5xx/throttling become StorageUnavailable (the caller's 503)."""
+    try:
+        yield
+    except (ResourceNotFoundError, ResourceExistsError):
+        raise
+    except (ServiceRequestError, ServiceResponseError) as error:
+        raise StorageUnavailable(f"Storage is unreachable while {what}.") from error
+    except AzureError as error:
+        status = getattr(error, "status_code", None)
+        if status is None or status >= 500 or status in (408, 429):
+            raise StorageUnavailable(f"Storage failed while {what} (status {status}).") from error
+        raise
+
+
+def credential_for(settings: StorageSettings) -> TokenCredential:
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if settings.credential == "managedidentity":
+        return ManagedIdentityCredential(client_id=settings.client_id)
+    return DefaultAzureCredential(managed_identity_client_id=settings.client_id)
+
+
+def blob_service(settings: StorageSettings) -> BlobServiceClient:
+    if settings.connection_string:
+        return BlobServiceClient.from_connection_string(settings.connection_string)
+    assert settings.blob_service_uri is not None
+    return BlobServiceClient(settings.blob_service_uri, credential=credential_for(settings))
+
+
+def table_service(settings: StorageSettings) -> TableServiceClient:
+    if settings.connection_string:
+        return TableServiceClient.from_connection_string(settings.connection_string)
+    assert settings.table_service_uri is not None
+    return TableServiceClient(settings.table_service_uri, credential=credential_for(settings))
+
+
+class BlobRawStore:
+    def __init__(self, service: BlobServiceClient) -> None:
+        self._service = service
+
+    def create_workspace_container(self, workspace_id: str) -> None:
+        with translated("creating a workspace container"), suppress(ResourceExistsError):
+            self._service.create_container(container_name(workspace_id))
+
+    def list_workspace_containers(self) -> list[str]:
+        with translated("listing workspace containers"):
+            names = [c.name for c in self._service.list_containers(name_starts_with="ws-")]
+        return [ws for ws in map(workspace_of_container, names) if ws is not None]
+
+    def put_raw(self, workspace_id: str, blob_name: str, data: bytes, *, metadata: dict[str, str]) -> None:
+        blob = self._service.get_blob_client(container_name(workspace_id), blob_name)
+        settings = ContentSettings(content_type="application/json", content_encoding="gzip")
+        with translated("writing a raw blob"):
+            try:
+                blob.upload_blob(data, overwrite=False, metadata=metadata, content_settings=settings)
+            except ResourceNotFoundError:
+                # The container is made at onboarding; recreate it if it went missing, then retry once.
+                self.create_workspace_container(workspace_id)
+                blob.upload_blob(data, overwrite=False, metadata=metadata, content_settings=settings)
+
+    def get_raw(self, workspace_id: str, blob_name: str) -> RawBlob:
+        blob = self._service.get_blob_client(container_name(workspace_id), blob_name)
+        with translated("reading a raw blob"):
+            try:
+                # decompress=False: the service stores gzip with Content-Encoding gzip; keep the bytes.
+                downloader = blob.download_blob(decompress=False)
+            except ResourceNotFoundError:
+                raise BlobNotFound(f"{blob_name} does not exist in workspace {workspace_id}") from None
+            data = downloader.readall()
+        return RawBlob(
+            data=data, metadata=dict(downloader.properties.metadata or {}), etag=downloader.properties.etag
+        )
+
+    def list_raw_days(self, workspace_id: str) -> list[date]:
+        container = self._service.get_container_client(container_name(workspace_id))
+        days: list[date] = []
+        with translated("listing raw day prefixes"):
+            try:
+                for year in self._prefixes(container, RAW_PREFIX):
+                    for month in self._prefixes(container, year):
+                        for day in self._prefixes(container, month):
+                            parsed = _parse_day(day)
+                            if parsed is not None:
+                                days.append(parsed)
+            except ResourceNotFoundError:
+                return []
+        return days
+
+    def delete_raw_day(self, workspace_id: str, day: date) -> int:
+        container = self._service.get_container_client(container_name(workspace_id))
+        deleted = 0
+        with translated("deleting a raw day prefix"):
+            try:
+                names = [b.name for b in container.list_blobs(name_starts_with=day_prefix(day))]
+            except ResourceNotFoundError:
+                return 0
+            for start in range(0, len(names), DELETE_BATCH):
+                batch = names[start : start + DELETE_BATCH]
+                for response in container.delete_blobs(*batch, raise_on_any_failure=False):
+                    if response.status_code in (200, 202):
+                        deleted += 1
+                    elif response.status_code != 404:  # already gone is success
+                        raise StorageUnavailable(
+                            f"Deleting a raw blob failed with status {response.status_code}."
+                        )
+        return deleted
+
+    @staticmethod
+    def _prefixes(container: Any, prefix: str) -> list[str]:
+        return [
+            item.name
+            for item in container.walk_blobs(name_starts_with=prefix, delimiter="/")
+            if item.name.endswith("/")
+        ]
+
+
+def _parse_day(prefix: str) -> date | None:
+    try:
+        return datetime.strptime(prefix, f"{RAW_PREFIX}%Y/%m/%d/").date()
+    except ValueError:
+        return None
+
+
+class TableWorkspaceRegistry:
+    """One entity per workspace, PartitionKey = workspace id, so lookups are point reads."""
+
+    def __init__(self, service: TableServiceClient) -> None:
+        self._table = service.get_table_client(WORKSPACES_TABLE)
+        self._service = service
+        self._table_ready = False
+
+    def _ensure_table(self) -> None:
+        if not self._table_ready:
+            with translated("creating the workspaces table"):
+                self._service.create_table_if_not_exists(WORKSPACES_TABLE)
+            self._table_ready = True
+
+    def get_workspace(self, workspace_id: str) -> Workspace:
+        with translated("reading the workspace registry"):
+            try:
+                entity = self._table.get_entity(partition_key=workspace_id, row_key=WORKSPACE_ROW_KEY)
+            except ResourceNotFoundError:
+                raise WorkspaceNotFound(f"Workspace {workspace_id} does not exist.") from None
+        return _workspace(entity)
+
+    def list_workspaces(self) -> list[Workspace]:
+        with translated("listing the workspace registry"):
+            try:
+                entities = list(self._table.query_entities(f"RowKey eq '{WORKSPACE_ROW_KEY}'"))
+            except ResourceNotFoundError:
+                return []
+        return sorted(map(_workspace, entities), key=lambda w: w.created_at)
+
+    def create_workspace(self, workspace: Workspace) -> None:
+        self._ensure_table()
+        with translated("registering a workspace"):
+            self._table.create_entity(
+                {
+                    "PartitionKey": workspace.workspace_id,
+                    "RowKey": WORKSPACE_ROW_KEY,
+                    "plan": workspace.plan.value,
+                    "state": workspace.state.value,
+                    "created_at": workspace.created_at,
+                }
+            )
+
+
+def _workspace(entity: Any) -> Workspace:
+    return Workspace(
+        workspace_id=entity["PartitionKey"],
+        plan=Plan(entity["plan"]),
+        state=WorkspaceState(entity["state"]),
+        created_at=entity["created_at"],
+    )

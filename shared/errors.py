@@ -1,0 +1,144 @@
+"""Every error Sluice raises on purpose, in one tree, and the one table that maps it to HTTP.
+
+    SluiceError
+    ├── RequestRejected                    the caller sent something we refuse (4xx)
+    │   ├── BadRequest                     400
+    │   │   ├── MissingApiVersion, InvalidApiVersion
+    │   │   ├── InvalidCustomerId          workspace id is not a GUID
+    │   │   ├── MissingContentType, UnsupportedContentType
+    │   │   ├── MissingLogType, InvalidLogType
+    │   │   └── InvalidDataFormat          body is not a JSON object or array of objects
+    │   ├── AuthorizationFailed            403 InvalidAuthorization (also: unknown workspace)
+    │   ├── InactiveCustomer               403 workspace exists but is disabled
+    │   └── PayloadTooLarge                413
+    ├── ServiceUnavailable                 503 + Retry-After: a dependency is down, nothing was stored
+    │   ├── StorageUnavailable
+    │   └── DatabaseUnavailable
+    ├── NotFound                           a named thing does not exist (SDK 404s translated here)
+    │   ├── WorkspaceNotFound
+    │   └── BlobNotFound
+    └── ConfigurationError                 a setting is missing or malformed (fail fast at start)
+
+Error codes follow Azure Monitor's HTTP Data Collector API where one exists, so existing clients see
+the codes they already handle. Azure SDK exceptions are translated into this tree by the adapters.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class SluiceError(Exception):
+    """Base of all deliberate errors. `code` is machine-readable, the message is for humans."""
+
+    code: ClassVar[str] = "InternalServerError"
+
+    def __init__(self, message: str, *, retry_after_seconds: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_seconds = retry_after_seconds
+
+
+class RequestRejected(SluiceError):
+    """The request is refused because of what the caller sent; retrying it unchanged will not help."""
+
+
+class BadRequest(RequestRejected):
+    code = "BadRequest"
+
+
+class MissingApiVersion(BadRequest):
+    code = "MissingApiVersion"
+
+
+class InvalidApiVersion(BadRequest):
+    code = "InvalidApiVersion"
+
+
+class InvalidCustomerId(BadRequest):
+    code = "InvalidCustomerId"
+
+
+class MissingContentType(BadRequest):
+    code = "MissingContentType"
+
+
+class UnsupportedContentType(BadRequest):
+    code = "UnsupportedContentType"
+
+
+class MissingLogType(BadRequest):
+    code = "MissingLogType"
+
+
+class InvalidLogType(BadRequest):
+    code = "InvalidLogType"
+
+
+class InvalidDataFormat(BadRequest):
+    code = "InvalidDataFormat"
+
+
+class AuthorizationFailed(RequestRejected):
+    code = "InvalidAuthorization"
+
+
+class InactiveCustomer(RequestRejected):
+    code = "InactiveCustomer"
+
+
+class PayloadTooLarge(RequestRejected):
+    code = "RequestEntityTooLarge"
+
+
+class ServiceUnavailable(SluiceError):
+    """A dependency failed; nothing was acknowledged, the caller should retry after a while."""
+
+    code = "ServiceUnavailable"
+    DEFAULT_RETRY_AFTER_SECONDS: ClassVar[int] = 30
+
+    def __init__(self, message: str, *, retry_after_seconds: int | None = None) -> None:
+        super().__init__(message, retry_after_seconds=retry_after_seconds or self.DEFAULT_RETRY_AFTER_SECONDS)
+
+
+class StorageUnavailable(ServiceUnavailable):
+    pass
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    pass
+
+
+class NotFound(SluiceError):
+    code = "NotFound"
+
+
+class WorkspaceNotFound(NotFound):
+    code = "WorkspaceNotFound"
+
+
+class BlobNotFound(NotFound):
+    code = "BlobNotFound"
+
+
+class ConfigurationError(SluiceError):
+    code = "ConfigurationError"
+
+
+# The one table from error class to HTTP status; the most specific class on the MRO wins.
+HTTP_STATUS: dict[type[SluiceError], int] = {
+    SluiceError: 500,
+    BadRequest: 400,
+    AuthorizationFailed: 403,
+    InactiveCustomer: 403,
+    PayloadTooLarge: 413,
+    NotFound: 404,
+    ServiceUnavailable: 503,
+}
+
+
+def http_status(error: SluiceError) -> int:
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500

@@ -1,0 +1,50 @@
+"""Retention of raw data: whole day prefixes that lie entirely outside the plan's window are
+deleted; nothing inside the window ever is."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from shared.plans import PLAN_LIMITS
+from shared.rawstore import RawStore
+from shared.telemetry import workspace_log
+from shared.workspaces import Workspace, WorkspaceRegistry
+
+log = logging.getLogger("sluice.retention")
+
+
+def expired_days(days: Iterable[date], *, now: datetime, retention_days: int) -> list[date]:
+    """Days whose last instant is older than `now - retention_days`: day D ends at D+1 00:00 UTC, so it
+    is wholly expired when D+1 <= (now - window).date(), i.e. D < (now - window).date()."""
+    cutoff = (now - timedelta(days=retention_days)).date()
+    return sorted(day for day in days if day < cutoff)
+
+
+@dataclass(slots=True)
+class PurgeReport:
+    workspace_id: str
+    days_deleted: list[date] = field(default_factory=list)
+    blobs_deleted: int = 0
+
+
+def purge_raw(workspace: Workspace, *, now: datetime, raw_store: RawStore) -> PurgeReport:
+    window = PLAN_LIMITS[workspace.plan].raw_retention_days
+    report = PurgeReport(workspace_id=workspace.workspace_id)
+    for day in expired_days(raw_store.list_raw_days(workspace.workspace_id), now=now, retention_days=window):
+        report.blobs_deleted += raw_store.delete_raw_day(workspace.workspace_id, day)
+        report.days_deleted.append(day)
+    workspace_log(log, workspace.workspace_id).info(
+        "retention (%s, %d days): deleted %d blobs in %d day prefixes",
+        workspace.plan,
+        window,
+        report.blobs_deleted,
+        len(report.days_deleted),
+    )
+    return report
+
+
+def run_retention(*, now: datetime, registry: WorkspaceRegistry, raw_store: RawStore) -> list[PurgeReport]:
+    return [purge_raw(workspace, now=now, raw_store=raw_store) for workspace in registry.list_workspaces()]

@@ -1,0 +1,115 @@
+"""The one typed settings object, read once from the environment (App Settings in Azure,
+`local.settings.json` Values locally). A missing or malformed setting fails at start with its name."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from shared.errors import ConfigurationError
+
+STORAGE_SETTING = "SLUICE_STORAGE"
+SQL_DIALECT_SETTING = "SLUICE_SQL_DIALECT"
+SQL_CONNECTION_SETTING = "SLUICE_SQL_CONNECTION"
+SECRETS_DIR_SETTING = "SLUICE_SECRETS_DIR"
+LOG_LEVEL_SETTING = "SLUICE_LOG_LEVEL"
+APPINSIGHTS_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+
+DEFAULT_LOG_LEVEL = "INFO"
+# Azure's own development-storage shortcut, which the Azure SDKs do not expand themselves.
+DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURITE_CONNECTION_STRING = (
+    f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+    f"BlobEndpoint=http://127.0.0.1:10000/{AZURITE_ACCOUNT};"
+    f"QueueEndpoint=http://127.0.0.1:10001/{AZURITE_ACCOUNT};"
+    f"TableEndpoint=http://127.0.0.1:10002/{AZURITE_ACCOUNT};"
+)
+
+
+class SqlDialect(StrEnum):
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+    TSQL = "tsql"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageSettings:
+    """Either a connection string (Azurite, keys) or identity-based service URIs, as the Functions
+    host defines them for a connection named `SLUICE_STORAGE` (`SLUICE_STORAGE__blobServiceUri`...)."""
+
+    connection_string: str | None = None
+    blob_service_uri: str | None = None
+    table_service_uri: str | None = None
+    credential: Literal["managedidentity", "default"] = "default"
+    client_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    storage: StorageSettings
+    sql_dialect: SqlDialect
+    sql_connection: str
+    secrets_dir: str
+    log_level: str = DEFAULT_LOG_LEVEL
+    appinsights_connection_string: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            storage=_storage(env),
+            sql_dialect=_dialect(env),
+            sql_connection=_required(env, SQL_CONNECTION_SETTING),
+            secrets_dir=_required(env, SECRETS_DIR_SETTING),
+            log_level=env.get(LOG_LEVEL_SETTING, DEFAULT_LOG_LEVEL).upper(),
+            appinsights_connection_string=env.get(APPINSIGHTS_SETTING) or None,
+        )
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"Missing setting {name}.")
+    return value
+
+
+def _dialect(env: Mapping[str, str]) -> SqlDialect:
+    value = _required(env, SQL_DIALECT_SETTING).lower()
+    try:
+        return SqlDialect(value)
+    except ValueError:
+        allowed = ", ".join(d.value for d in SqlDialect)
+        raise ConfigurationError(
+            f"Setting {SQL_DIALECT_SETTING}={value!r}: expected one of {allowed}."
+        ) from None
+
+
+def _storage(env: Mapping[str, str]) -> StorageSettings:
+    connection_string = env.get(STORAGE_SETTING, "").strip()
+    if connection_string:
+        if connection_string == DEVELOPMENT_STORAGE:
+            connection_string = AZURITE_CONNECTION_STRING
+        return StorageSettings(connection_string=connection_string)
+    blob_uri = env.get(f"{STORAGE_SETTING}__blobServiceUri", "").strip()
+    table_uri = env.get(f"{STORAGE_SETTING}__tableServiceUri", "").strip()
+    if not blob_uri or not table_uri:
+        raise ConfigurationError(
+            f"Missing setting {STORAGE_SETTING} (a connection string) or "
+            f"{STORAGE_SETTING}__blobServiceUri and {STORAGE_SETTING}__tableServiceUri (identity-based)."
+        )
+    credential = env.get(f"{STORAGE_SETTING}__credential", "default").strip().lower()
+    if credential not in ("managedidentity", "default"):
+        raise ConfigurationError(
+            f"Setting {STORAGE_SETTING}__credential={credential!r}: expected managedidentity or default."
+        )
+    return StorageSettings(
+        blob_service_uri=blob_uri,
+        table_service_uri=table_uri,
+        credential="managedidentity" if credential == "managedidentity" else "default",
+        client_id=env.get(f"{STORAGE_SETTING}__clientId") or None,
+    )

@@ -1,0 +1,2 @@
+-- params: version
+SELECT 1 FROM schema_migrations WHERE version = ?

@@ -1,0 +1,2 @@
+-- BEGIN IMMEDIATE already holds SQLite's single write lock.
+SELECT 1

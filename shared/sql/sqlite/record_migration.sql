@@ -1,0 +1,2 @@
+-- params: version, name
+INSERT INTO schema_migrations (version, name) VALUES (?, ?)

@@ -1,0 +1,2 @@
+-- params: version
+SELECT 1 FROM dbo.schema_migrations WHERE version = ?

@@ -1,0 +1,2 @@
+-- params: version, name
+INSERT INTO dbo.schema_migrations (version, name) VALUES (?, ?)

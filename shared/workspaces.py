@@ -1,0 +1,120 @@
+"""Workspaces (tenants): the registry record, their shared keys, and the directory ingest asks.
+
+The registry (an Azure Table) holds plan, state and creation time; keys are secrets and live only in
+the secret store, never in the table."""
+
+from __future__ import annotations
+
+import base64
+import secrets as token_source
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol
+
+from shared.cache import TtlCache
+from shared.errors import NotFound
+from shared.ids import new_workspace_id
+from shared.plans import DEFAULT_PLAN, Plan
+from shared.sharedkey import decode_key
+
+SHARED_KEY_BYTES = 64  # Log Analytics keys are 64 random bytes, base64-encoded
+
+
+class WorkspaceState(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    workspace_id: str
+    plan: Plan
+    state: WorkspaceState
+    created_at: datetime
+
+
+class WorkspaceRegistry(Protocol):
+    def get_workspace(self, workspace_id: str) -> Workspace:
+        """Raises WorkspaceNotFound."""
+
+    def list_workspaces(self) -> list[Workspace]: ...
+
+    def create_workspace(self, workspace: Workspace) -> None: ...
+
+
+class SecretStore(Protocol):
+    def get_secret(self, name: str) -> str:
+        """Raises NotFound."""
+
+    def set_secret(self, name: str, value: str) -> None: ...
+
+
+class WorkspaceContainers(Protocol):
+    def create_workspace_container(self, workspace_id: str) -> None: ...
+
+
+def shared_key_secret_name(workspace_id: str, which: str) -> str:
+    return f"ws-{workspace_id}-{which}-key"
+
+
+KEY_SLOTS = ("primary", "secondary")
+
+
+def new_shared_key() -> str:
+    return base64.b64encode(token_source.token_bytes(SHARED_KEY_BYTES)).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class NewWorkspace:
+    workspace: Workspace
+    primary_key: str
+    secondary_key: str
+
+
+def create_workspace(
+    *,
+    registry: WorkspaceRegistry,
+    secrets: SecretStore,
+    containers: WorkspaceContainers,
+    plan: Plan = DEFAULT_PLAN,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> NewWorkspace:
+    """Keys and container first, registry last: a workspace is visible only once it can receive data."""
+    workspace = Workspace(
+        workspace_id=new_workspace_id(), plan=plan, state=WorkspaceState.ACTIVE, created_at=now()
+    )
+    keys = {slot: new_shared_key() for slot in KEY_SLOTS}
+    for slot, key in keys.items():
+        secrets.set_secret(shared_key_secret_name(workspace.workspace_id, slot), key)
+    containers.create_workspace_container(workspace.workspace_id)
+    registry.create_workspace(workspace)
+    return NewWorkspace(workspace=workspace, primary_key=keys["primary"], secondary_key=keys["secondary"])
+
+
+class WorkspaceDirectory:
+    """What authentication asks about a workspace, cached for a short TTL."""
+
+    def __init__(
+        self, *, registry: WorkspaceRegistry, secrets: SecretStore, cache_ttl_seconds: float
+    ) -> None:
+        self._registry = registry
+        self._secrets = secrets
+        self._workspaces: TtlCache[str, Workspace] = TtlCache(ttl_seconds=cache_ttl_seconds)
+        self._keys: TtlCache[str, tuple[bytes, ...]] = TtlCache(ttl_seconds=cache_ttl_seconds)
+
+    def get_workspace(self, workspace_id: str) -> Workspace:
+        return self._workspaces.get_or_load(workspace_id, self._registry.get_workspace)
+
+    def get_shared_keys(self, workspace_id: str) -> tuple[bytes, ...]:
+        return self._keys.get_or_load(workspace_id, self._load_keys)
+
+    def _load_keys(self, workspace_id: str) -> tuple[bytes, ...]:
+        keys = []
+        for slot in KEY_SLOTS:
+            try:
+                keys.append(decode_key(self._secrets.get_secret(shared_key_secret_name(workspace_id, slot))))
+            except NotFound:
+                continue
+        return tuple(keys)
