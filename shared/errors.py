@@ -128,6 +128,7 @@ class ConfigurationError(SluiceError):
 # The one table from error class to HTTP status; the most specific class on the MRO wins.
 HTTP_STATUS: dict[type[SluiceError], int] = {
     SluiceError: 500,
+    RequestRejected: 400,
     BadRequest: 400,
     AuthorizationFailed: 403,
     InactiveCustomer: 403,

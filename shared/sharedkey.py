@@ -65,11 +65,12 @@ def parse_authorization(header: str | None) -> SharedKeyCredential:
     workspace, sep, sig = rest.strip().partition(":")
     if not sep or not sig:
         raise AuthorizationFailed("The Authorization header must be 'SharedKey {workspace id}:{signature}'.")
+    workspace_id = parse_workspace_id(workspace)
     try:
         raw_sig = base64.b64decode(sig, validate=True)
     except (binascii.Error, ValueError):
         raise AuthorizationFailed("The signature in the Authorization header is not base64.") from None
-    return SharedKeyCredential(workspace_id=parse_workspace_id(workspace), signature=raw_sig)
+    return SharedKeyCredential(workspace_id=workspace_id, signature=raw_sig)
 
 
 def check_date(x_ms_date: str | None, *, now: datetime) -> None:

@@ -48,7 +48,14 @@ def test_given_either_key_when_verifying_then_accepted() -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "Bearer abc", f"SharedKey {WORKSPACE}", f"SharedKey {WORKSPACE}:", f"SharedKey {WORKSPACE}:%%%"],
+    [
+        None,
+        "",
+        "Bearer abc",
+        f"SharedKey {WORKSPACE}",
+        f"SharedKey {WORKSPACE}:",
+        f"SharedKey {WORKSPACE}:%%%",
+    ],
 )
 def test_given_malformed_authorization_when_parsing_then_refused(header: str | None) -> None:
     with pytest.raises(AuthorizationFailed):
