@@ -27,12 +27,11 @@ from shared.errors import (
     WorkspaceNotFound,
 )
 from shared.ids import RawBlobName, parse_log_type
-from shared.rawstore import RawStore, gunzip_bounded, gzip_bytes
+from shared.rawstore import MAX_BODY_BYTES, RawStore, gunzip_bounded, gzip_bytes
 from shared.telemetry import workspace_log
 from shared.workspaces import Workspace, WorkspaceState
 
 DATA_COLLECTOR_API_VERSION = "2016-04-01"
-MAX_BODY_BYTES = 30 * 1024 * 1024  # Azure's limit for one Data Collector post
 JSON_CONTENT_TYPE = "application/json"
 # Header values copied into blob metadata must be short printable ASCII.
 MAX_HEADER_VALUE = 1024

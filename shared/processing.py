@@ -15,8 +15,7 @@ import orjson
 from shared.aggregate import UsageRow, hourly_volume
 from shared.errors import BlobNotFound, SluiceError
 from shared.ids import RawBlobName, workspace_of_container
-from shared.ingest import MAX_BODY_BYTES
-from shared.rawstore import RawStore, gunzip_bounded
+from shared.rawstore import MAX_BODY_BYTES, RawStore, gunzip_bounded
 from shared.telemetry import workspace_log
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"

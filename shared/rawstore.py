@@ -9,7 +9,9 @@ from typing import Protocol
 
 from shared.errors import InvalidDataFormat, PayloadTooLarge
 
-GZIP_LEVEL = 6
+# Level 3 costs half the CPU of level 6 for 16% larger blobs (bench/: 38 vs 73 ms per 5 MB post).
+GZIP_LEVEL = 3
+MAX_BODY_BYTES = 30 * 1024 * 1024  # Azure's limit for one Data Collector post, also after inflating
 _GZIP_WBITS = 31  # zlib's gzip container
 _CHUNK = 1024 * 1024
 
@@ -40,23 +42,28 @@ def gzip_bytes(data: bytes) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-def gunzip_bounded(data: bytes, *, max_bytes: int) -> bytes:
+def gunzip_bounded(data: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     """Decompresses gzip (all members) without ever holding more than `max_bytes` of output, so a
     small bomb cannot exhaust memory. Truncated or trailing garbage is InvalidDataFormat."""
-    out = bytearray()
+    chunks: list[bytes] = []
+    produced = 0
     remaining = memoryview(data)
     while remaining:
         decompressor = zlib.decompressobj(_GZIP_WBITS)
         try:
-            chunk = decompressor.decompress(remaining, max_bytes + 1 - len(out))
-            out += chunk
-            while decompressor.unconsumed_tail and len(out) <= max_bytes:
-                out += decompressor.decompress(decompressor.unconsumed_tail, max_bytes + 1 - len(out))
+            chunk = decompressor.decompress(remaining, max_bytes + 1 - produced)
+            while True:
+                chunks.append(chunk)
+                produced += len(chunk)
+                if not decompressor.unconsumed_tail or produced > max_bytes:
+                    break
+                chunk = decompressor.decompress(decompressor.unconsumed_tail, max_bytes + 1 - produced)
         except zlib.error:
             raise InvalidDataFormat("The gzip body is corrupt.") from None
-        if len(out) > max_bytes:
+        if produced > max_bytes:
             raise PayloadTooLarge(f"The decompressed body exceeds {max_bytes} bytes.")
         if not decompressor.eof:
             raise InvalidDataFormat("The gzip body is truncated.")
         remaining = memoryview(decompressor.unused_data)
-    return bytes(out)
+    # join() hands back a lone chunk without copying it: the common single-member case.
+    return b"".join(chunks)

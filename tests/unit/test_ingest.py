@@ -14,9 +14,9 @@ import pytest
 
 from shared import sharedkey
 from shared.errors import SluiceError, http_status
-from shared.ingest import MAX_BODY_BYTES, DataCollectorIngest, IngestRequest
+from shared.ingest import DataCollectorIngest, IngestRequest
 from shared.plans import Plan
-from shared.rawstore import gunzip_bounded
+from shared.rawstore import MAX_BODY_BYTES, gunzip_bounded
 from shared.workspaces import WorkspaceDirectory, WorkspaceState, create_workspace
 from tests.unit.fakes import MemoryRawStore, MemoryRegistry, MemorySecrets
 

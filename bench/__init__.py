@@ -1,0 +1,9 @@
+"""Sluice benchmarks, run with `python -m bench` (or `make bench`) from the repository root.
+
+1. Ingest throughput: the real `ingest_http` handler against Azurite, in MB/s of JSON per CPU-second,
+   beside "the floor" (the least work any ingest of the same bytes must do) measured in the same run.
+2. Cold start: the import time of each function module in a fresh interpreter, beside a bare
+   interpreter start, against the 300 ms target.
+
+Figures are printed, never asserted: timing depends on the machine and what else runs on it.
+"""

@@ -1,0 +1,87 @@
+"""`python -m bench [--json FILE]`: runs both benchmarks, prints the figures, exits 0 whatever they are."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench.coldstart import DEFAULT_RUNS, run_cold_start_benchmark
+from bench.ingest import DEFAULT_ITERATIONS, run_ingest_benchmark
+from bench.report import as_json, cold_start_lines, ingest_lines
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON to FILE")
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=DEFAULT_ITERATIONS,
+        help=f"timed posts per ingest case (default {DEFAULT_ITERATIONS})",
+    )
+    parser.add_argument(
+        "--cold-start-runs",
+        type=int,
+        default=DEFAULT_RUNS,
+        help=f"fresh processes per cold-start figure, the median is reported (default {DEFAULT_RUNS})",
+    )
+    parser.add_argument("--only", choices=("ingest", "cold-start"), help="run one benchmark only")
+    args = parser.parse_args(argv)
+    if args.iterations < 1 or args.cold_start_runs < 1:
+        parser.error("--iterations and --cold-start-runs must be at least 1")
+    return args
+
+
+def machine_description() -> dict[str, Any]:
+    # Other work on the machine changes every figure; the load average says how busy it was.
+    load = os.getloadavg()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(load[0], 2),
+    }
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # SystemExit unwinds through the `finally` that stops Azurite; the default action would not.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    machine = machine_description()
+    print(
+        f"Sluice bench: Python {machine['python']} on {machine['platform']}, {machine['cpus']} CPUs, "
+        f"load average {machine['load_average_1m']}",
+        flush=True,
+    )
+    ingest_results = None
+    if args.only in (None, "ingest"):
+        with tempfile.TemporaryDirectory(prefix="sluice-bench-") as work_dir:
+            ingest_results = run_ingest_benchmark(iterations=args.iterations, work_dir=Path(work_dir))
+        print()
+        print("\n".join(ingest_lines(ingest_results)), flush=True)
+    cold_start_result = None
+    if args.only in (None, "cold-start"):
+        cold_start_result = run_cold_start_benchmark(runs=args.cold_start_runs)
+        print()
+        print("\n".join(cold_start_lines(cold_start_result)), flush=True)
+    if args.json is not None:
+        document = as_json(ingest=ingest_results, cold_start=cold_start_result, machine=machine)
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        print(f"\nfigures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
