@@ -20,7 +20,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
-from shared.errors import BlobNotFound, StorageUnavailable, WorkspaceNotFound
+from shared.errors import BlobAlreadyExists, BlobNotFound, StorageUnavailable, WorkspaceNotFound
 from shared.ids import RAW_PREFIX, container_name, day_prefix, workspace_of_container
 from shared.plans import Plan
 from shared.rawstore import RawBlob
@@ -91,11 +91,14 @@ class BlobRawStore:
         settings = ContentSettings(content_type="application/json", content_encoding="gzip")
         with translated("writing a raw blob"):
             try:
-                blob.upload_blob(data, overwrite=False, metadata=metadata, content_settings=settings)
-            except ResourceNotFoundError:
-                # The container is made at onboarding; recreate it if it went missing, then retry once.
-                self.create_workspace_container(workspace_id)
-                blob.upload_blob(data, overwrite=False, metadata=metadata, content_settings=settings)
+                try:
+                    blob.upload_blob(data, overwrite=False, metadata=metadata, content_settings=settings)
+                except ResourceNotFoundError:
+                    # The container is made at onboarding; recreate it if it went missing, retry once.
+                    self.create_workspace_container(workspace_id)
+                    blob.upload_blob(data, overwrite=False, metadata=metadata, content_settings=settings)
+            except ResourceExistsError:
+                raise BlobAlreadyExists(f"{blob_name} already exists in workspace {workspace_id}") from None
 
     def get_raw(self, workspace_id: str, blob_name: str) -> RawBlob:
         blob = self._service.get_blob_client(container_name(workspace_id), blob_name)

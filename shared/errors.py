@@ -14,6 +14,8 @@
     ├── ServiceUnavailable                 503 + Retry-After: a dependency is down, nothing was stored
     │   ├── StorageUnavailable
     │   └── DatabaseUnavailable
+    ├── Conflict                           409: a thing that must be new exists already
+    │   └── BlobAlreadyExists              raw blobs are never overwritten
     ├── NotFound                           a named thing does not exist (SDK 404s translated here)
     │   ├── WorkspaceNotFound
     │   └── BlobNotFound
@@ -109,6 +111,14 @@ class DatabaseUnavailable(ServiceUnavailable):
     pass
 
 
+class Conflict(SluiceError):
+    code = "Conflict"
+
+
+class BlobAlreadyExists(Conflict):
+    code = "BlobAlreadyExists"
+
+
 class NotFound(SluiceError):
     code = "NotFound"
 
@@ -133,6 +143,7 @@ HTTP_STATUS: dict[type[SluiceError], int] = {
     AuthorizationFailed: 403,
     InactiveCustomer: 403,
     PayloadTooLarge: 413,
+    Conflict: 409,
     NotFound: 404,
     ServiceUnavailable: 503,
 }

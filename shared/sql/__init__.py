@@ -107,6 +107,8 @@ class Database:
     def migrate(self) -> list[int]:
         """Applies the migrations not yet recorded; safe to run concurrently and repeatedly."""
         with self._transaction() as cursor:
+            # Under the lock: CREATE TABLE IF NOT EXISTS races with itself on PostgreSQL and SQL Server.
+            cursor.execute(statement(self.dialect, "migrations_lock").text)
             cursor.execute(statement(self.dialect, "migrations_table").text)
         applied = []
         for migration in migrations(self.dialect):
@@ -210,6 +212,8 @@ class Database:
 
 
 def _is_connection_error(error: BaseException) -> bool:
+    if "closed" in str(error).lower():  # sqlite3 and pyodbc both say so of a connection closed under us
+        return True
     if isinstance(error, sqlite3.OperationalError):
         return "locked" in str(error) or "busy" in str(error)
     # pyodbc is imported lazily; SQLSTATE class 08 is "connection exception".
