@@ -1,0 +1,203 @@
+"""HTTPS for the HTTP-triggered functions: each request becomes a real `azure.functions.HttpRequest`,
+the function's `HttpResponse` is written back as the Functions host would write it. Bodies are capped
+at MAX_BODY_BYTES; header reading is bounded by http.server (100 headers, 64 KiB lines) and the socket
+timeout; TLS handshakes run in each connection's thread; a failing function is a 500 while the server
+keeps serving."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import sys
+from collections.abc import Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import azure.functions as func
+import orjson
+
+from devhost.functions import FunctionSpec
+from devhost.routes import MethodNotAllowed, RouteMatch, RouteNotFound, Router
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+# Bounds how long a silent client holds a connection thread: handshake, headers, body, keep-alive.
+SOCKET_TIMEOUT_SECONDS = 30.0
+# Framing is this server's job: a function's own values for these would corrupt the connection.
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+
+log = logging.getLogger("sluice.devhost.http")
+
+
+class HostRefusal(Exception):
+    """A request the host answers itself, before or instead of a function."""
+
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class FunctionHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 refuses connections under a burst of agents
+
+    def __init__(
+        self, port: int, *, functions: Mapping[str, FunctionSpec], router: Router, tls: ssl.SSLContext
+    ) -> None:
+        self.functions = functions
+        self.router = router
+        self._tls = tls
+        super().__init__(("127.0.0.1", port), FunctionRequestHandler)
+
+    @property
+    def origin(self) -> str:
+        return f"https://127.0.0.1:{self.server_port}"
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        # The handshake happens later, in the connection's own thread under its timeout, so a client
+        # that connects and stays silent cannot stall the accept loop for everyone else.
+        return self._tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False), address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):  # handshake failures, timeouts, resets: the client's doing
+            log.info("connection from %s ended: %s", client_address[0], error)
+        else:
+            log.error("request from %s failed in the host", client_address[0], exc_info=True)
+
+
+class FunctionRequestHandler(BaseHTTPRequestHandler):
+    server: FunctionHttpServer
+    protocol_version = "HTTP/1.1"
+    server_version = "sluice-devhost"
+    timeout = SOCKET_TIMEOUT_SECONDS
+    # Set by parse_request; defaults so a request refused before parsing can still be logged.
+    command = ""
+    path = ""
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.do_handshake()
+
+    def version_string(self) -> str:
+        return self.server_version  # no Python version in the Server header
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
+
+    def handle_expect_100(self) -> bool:
+        # Refuse an oversized body before the client sends it.
+        try:
+            self._content_length()
+        except HostRefusal as refusal:
+            self._send_refusal(refusal)
+            return False
+        return super().handle_expect_100()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The path only: query strings may carry credentials (function keys, SAS tokens).
+        log.info("%s %s -> %s", self.command, urlsplit(self.path).path, code)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info(format, *args)
+
+    def _dispatch(self) -> None:
+        target = urlsplit(self.path)
+        try:
+            match = self._resolve(target.path)
+            body = self._read_body()
+        except HostRefusal as refusal:
+            self._send_refusal(refusal)
+            return
+        function = self.server.functions[match.route.function_name]
+        request = func.HttpRequest(
+            self.command,
+            self.server.origin + self.path,
+            headers=_joined(((k.lower(), v) for k, v in self.headers.items()), ", "),
+            params=_joined(parse_qsl(target.query, keep_blank_values=True), ","),
+            route_params=match.params,
+            body=body,
+        )
+        try:
+            response = function.invoke(request)
+            if not isinstance(response, func.HttpResponse):
+                raise TypeError(f"expected an HttpResponse, got {type(response).__name__}")
+        except Exception:
+            log.exception("function %s failed", function.name)
+            self._send_refusal(HostRefusal(500, "InternalServerError", "The function failed."))
+            return
+        self._send_function_response(response)
+
+    def _resolve(self, path: str) -> RouteMatch:
+        try:
+            return self.server.router.resolve(self.command, path)
+        except RouteNotFound:
+            raise HostRefusal(404, "NotFound", f"No function serves {path}.") from None
+        except MethodNotAllowed as error:
+            allowed = ", ".join(sorted(error.allowed))
+            raise HostRefusal(
+                405, "MethodNotAllowed", f"{path} accepts {allowed}.", {"Allow": allowed}
+            ) from None
+
+    def _content_length(self) -> int:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            raise HostRefusal(411, "LengthRequired", "Send the body with a Content-Length.")
+        raw = self.headers.get("Content-Length", "0").strip()
+        if not (raw.isascii() and raw.isdigit()):
+            raise HostRefusal(400, "BadRequest", "Content-Length is not a number.")
+        length = int(raw)
+        if length > MAX_BODY_BYTES:
+            raise HostRefusal(413, "RequestEntityTooLarge", f"The body exceeds {MAX_BODY_BYTES} bytes.")
+        return length
+
+    def _read_body(self) -> bytes:
+        length = self._content_length()
+        body = self.rfile.read(length)
+        if len(body) != length:
+            raise HostRefusal(400, "BadRequest", "The body is shorter than its Content-Length.")
+        return body
+
+    def _send_refusal(self, refusal: HostRefusal) -> None:
+        # The body may be unread, so the connection cannot carry another request.
+        self.close_connection = True
+        body = orjson.dumps({"Error": refusal.code, "Message": refusal.message})
+        headers = {
+            **refusal.headers,
+            "Content-Type": "application/json",
+            "x-ms-error-code": refusal.code,
+            "Connection": "close",
+        }
+        self._write(refusal.status, headers.items(), body)
+
+    def _send_function_response(self, response: func.HttpResponse) -> None:
+        headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _FRAMING_HEADERS]
+        if "content-type" not in response.headers:
+            # What azure.functions' HttpResponseConverter adds in Azure.
+            mimetype: str = response.mimetype
+            charset = f"; charset={response.charset}" if mimetype.startswith("text/") else ""
+            headers.append(("Content-Type", mimetype + charset))
+        self._write(int(response.status_code), headers, response.get_body())
+
+    def _write(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+def _joined(pairs: Iterable[tuple[str, str]], separator: str) -> dict[str, str]:
+    """Repeated header or query names folded into one value, as the Functions host passes them."""
+    joined: dict[str, str] = {}
+    for name, value in pairs:
+        joined[name] = f"{joined[name]}{separator}{value}" if name in joined else value
+    return joined

@@ -1,0 +1,253 @@
+"""The HTTPS server in-process with stand-in functions: requests in, responses out, refusals, and a
+failing function that does not take the server down."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import azure.functions as func
+import pytest
+
+from devhost.certs import ensure_tls_files
+from devhost.functions import FunctionSpec
+from devhost.routes import Route, Router
+from devhost.server import MAX_BODY_BYTES, FunctionHttpServer
+
+TIMEOUT_SECONDS = 10.0
+
+
+def echo(req: func.HttpRequest) -> func.HttpResponse:
+    document = {
+        "method": req.method,
+        "url": req.url,
+        "route": dict(req.route_params),
+        "params": dict(req.params),
+        "header": req.headers.get("X-Test"),
+        "body": req.get_body().decode("utf-8"),
+    }
+    return func.HttpResponse(json.dumps(document), status_code=201, mimetype="application/json")
+
+
+def plain(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("hello", headers={"X-Served-By": "plain", "Content-Length": "999"})
+
+
+def boom(req: func.HttpRequest) -> func.HttpResponse:
+    raise RuntimeError("a bug")
+
+
+def not_a_response(req: func.HttpRequest) -> str:
+    return "text"
+
+
+FUNCTIONS = {
+    "echo": ("items/{id}", ["get", "post"], echo),
+    "plain": ("plain", ["get", "head"], plain),
+    "boom": ("boom", ["get"], boom),
+    "not_a_response": ("odd", ["get"], not_a_response),
+}
+
+
+@pytest.fixture(scope="module")
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tls")
+
+
+@pytest.fixture
+def server(tls_dir: Path) -> Iterator[FunctionHttpServer]:
+    tls = ensure_tls_files(tls_dir, now=datetime.now(UTC))
+    specs = {
+        name: FunctionSpec(name=name, trigger={"type": "httpTrigger", "name": "req"}, entry=entry)
+        for name, (_, _, entry) in FUNCTIONS.items()
+    }
+    routes = [Route.build(name, prefix="api", route=r, methods=m) for name, (r, m, _) in FUNCTIONS.items()]
+    running = FunctionHttpServer(0, functions=specs, router=Router(routes), tls=tls.server_context())
+    thread = threading.Thread(target=running.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield running
+    finally:
+        running.shutdown()
+        running.server_close()
+        thread.join(TIMEOUT_SECONDS)
+
+
+def _client_context(tls_dir: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=tls_dir / "ca.pem")
+
+
+def _request(
+    server: FunctionHttpServer,
+    tls_dir: Path,
+    method: str,
+    path: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+) -> tuple[http.client.HTTPResponse, bytes]:
+    connection = http.client.HTTPSConnection(
+        host, server.server_port, context=_client_context(tls_dir), timeout=TIMEOUT_SECONDS
+    )
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response, response.read()
+    finally:
+        connection.close()
+
+
+def test_given_a_routed_request_then_the_function_gets_a_real_http_request(
+    server: FunctionHttpServer, tls_dir: Path
+) -> None:
+    response, body = _request(
+        server,
+        tls_dir,
+        "POST",
+        "/api/items/a%20b?x=1&x=2&empty=",
+        body=b"payload",
+        headers={"X-Test": "yes", "Content-Type": "text/plain"},
+    )
+
+    assert response.status == 201
+    assert response.getheader("Content-Type") == "application/json"
+    assert json.loads(body) == {
+        "method": "POST",
+        "url": f"https://127.0.0.1:{server.server_port}/api/items/a%20b?x=1&x=2&empty=",
+        "route": {"id": "a b"},
+        "params": {"x": "1,2", "empty": ""},
+        "header": "yes",
+        "body": "payload",
+    }
+
+
+def test_given_a_text_response_then_charset_is_added_and_framing_is_the_servers(
+    server: FunctionHttpServer, tls_dir: Path
+) -> None:
+    response, body = _request(server, tls_dir, "GET", "/api/plain", host="localhost")
+
+    assert response.status == 200
+    assert body == b"hello"
+    assert response.getheader("Content-Type") == "text/plain; charset=utf-8"
+    assert response.getheader("Content-Length") == "5"
+    assert response.getheader("X-Served-By") == "plain"
+
+
+def test_given_a_head_request_then_headers_come_without_a_body(
+    server: FunctionHttpServer, tls_dir: Path
+) -> None:
+    response, body = _request(server, tls_dir, "HEAD", "/api/plain")
+
+    assert response.status == 200
+    assert body == b""
+
+
+def test_given_an_unknown_route_then_404_json(server: FunctionHttpServer, tls_dir: Path) -> None:
+    response, body = _request(server, tls_dir, "GET", "/api/nothing")
+
+    assert response.status == 404
+    assert json.loads(body)["Error"] == "NotFound"
+
+
+def test_given_a_wrong_method_then_405_with_allow(server: FunctionHttpServer, tls_dir: Path) -> None:
+    response, body = _request(server, tls_dir, "DELETE", "/api/items/1")
+
+    assert response.status == 405
+    assert response.getheader("Allow") == "GET, POST"
+    assert json.loads(body)["Error"] == "MethodNotAllowed"
+
+
+def test_given_a_failing_function_then_500_json_and_the_server_keeps_serving(
+    server: FunctionHttpServer, tls_dir: Path
+) -> None:
+    response, body = _request(server, tls_dir, "GET", "/api/boom")
+    odd, _ = _request(server, tls_dir, "GET", "/api/odd")
+    after, _ = _request(server, tls_dir, "GET", "/api/plain")
+
+    assert response.status == 500
+    assert json.loads(body) == {"Error": "InternalServerError", "Message": "The function failed."}
+    assert odd.status == 500
+    assert after.status == 200
+
+
+def _raw_exchange(server: FunctionHttpServer, tls_dir: Path, request: bytes) -> bytes:
+    with (
+        socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT_SECONDS) as raw,
+        _client_context(tls_dir).wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(request)
+        received = b""
+        while chunk := tls.recv(65536):
+            received += chunk
+        return received
+
+
+def test_given_a_body_over_the_limit_then_413_before_it_is_read(
+    server: FunctionHttpServer, tls_dir: Path
+) -> None:
+    request = (
+        f"POST /api/items/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n"
+    ).encode()
+
+    received = _raw_exchange(server, tls_dir, request)
+
+    assert received.startswith(b"HTTP/1.1 413 ")
+    assert b'"Error":"RequestEntityTooLarge"' in received
+
+
+def test_given_expect_100_continue_with_an_oversized_body_then_413_instead_of_continue(
+    server: FunctionHttpServer, tls_dir: Path
+) -> None:
+    request = (
+        f"POST /api/items/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+        f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n"
+    ).encode()
+
+    received = _raw_exchange(server, tls_dir, request)
+
+    assert received.startswith(b"HTTP/1.1 413 ")
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ("Transfer-Encoding: chunked\r\n", 411),
+        ("Content-Length: -5\r\n", 400),
+        ("Content-Length: x\r\n", 400),
+        ("Content-Length: \u00b2\r\n", 400),  # a digit to str.isdigit, not to int()
+    ],
+)
+def test_given_unusable_body_framing_then_it_is_refused(
+    server: FunctionHttpServer, tls_dir: Path, headers: str, status: int
+) -> None:
+    received = _raw_exchange(
+        server, tls_dir, f"POST /api/items/1 HTTP/1.1\r\nHost: a\r\n{headers}\r\n".encode("latin-1")
+    )
+
+    assert received.startswith(f"HTTP/1.1 {status} ".encode())
+
+
+def test_given_a_client_that_does_not_trust_the_ca_then_the_handshake_fails(
+    server: FunctionHttpServer,
+) -> None:
+    with (
+        socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT_SECONDS) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def test_given_a_client_that_connects_and_stays_silent_then_others_are_still_served(
+    server: FunctionHttpServer, tls_dir: Path
+) -> None:
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT_SECONDS):
+        response, _ = _request(server, tls_dir, "GET", "/api/plain")
+
+    assert response.status == 200
