@@ -7,7 +7,6 @@ import argparse
 import logging
 import os
 import signal
-import socket
 import ssl
 import sys
 import threading
@@ -16,7 +15,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
-from devhost.azurite import REPO_ROOT, Azurite, AzuritePorts
+from devhost.azurite import REPO_ROOT, Azurite, AzuritePorts, is_listening
 from devhost.certs import ensure_tls_files
 from devhost.demo import DEMO_FILE, write_demo_workspace
 from devhost.events import BlobCreatedDispatcher, Receipts, StorageBlobSource
@@ -168,19 +167,11 @@ def start_azurite(settings: Settings, state_dir: Path) -> Azurite:
     if connection_string is None:
         raise StartupError("SLUICE_STORAGE names no emulator (identity-based); use --no-azurite")
     ports = AzuritePorts.from_connection_string(connection_string)
-    busy = [p for p in (ports.blob, ports.queue, ports.table) if _listening(p)]
+    busy = [p for p in (ports.blob, ports.queue, ports.table) if is_listening(p)]
     if busy:
         raise StartupError(f"ports {busy} are in use; if Azurite already runs there, use --no-azurite")
     log.info("starting Azurite (blob %d, queue %d, table %d)", ports.blob, ports.queue, ports.table)
     return Azurite(location=state_dir / "azurite", ports=ports, log_file=state_dir / "azurite.log").start()
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

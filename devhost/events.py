@@ -10,7 +10,6 @@ import heapq
 import json
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from devhost.functions import FunctionSpec
+from devhost.worker import BackgroundWorker
 from shared.ids import CONTAINER_PREFIX, workspace_of_container
 from shared.processing import BLOB_CREATED
 
@@ -170,7 +170,7 @@ class _Delivery:
     attempts: int = 0
 
 
-class BlobCreatedDispatcher:
+class BlobCreatedDispatcher(BackgroundWorker):
     def __init__(
         self,
         function: FunctionSpec,
@@ -193,16 +193,7 @@ class BlobCreatedDispatcher:
         self._clock = clock
         self._pending: dict[Receipt, _Delivery] = {}
         self._due: list[tuple[float, Receipt]] = []  # heap of (when, which)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"devhost-events-{function.name}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        super().__init__(name=f"devhost-events-{function.name}")
 
     def poll(self) -> None:
         """Queues every blob version without a receipt, oldest first, as Event Grid roughly orders them."""

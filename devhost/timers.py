@@ -5,7 +5,6 @@ honoured; schedule monitoring across restarts (`useMonitor`) is not kept locally
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ from azure.functions.timer import TimerRequest
 from croniter import croniter
 
 from devhost.functions import FunctionSpec
+from devhost.worker import BackgroundWorker
 
 NCRONTAB_FIELDS = ("second", "minute", "hour", "day", "month", "day-of-week")
 # A run that starts later than this after its scheduled time is reported as past due.
@@ -56,7 +56,7 @@ class _Timer:
         return cls(function=function, schedule=schedule, due=next_occurrence(schedule, now))
 
 
-class TimerScheduler:
+class TimerScheduler(BackgroundWorker):
     def __init__(
         self,
         functions: Sequence[FunctionSpec],
@@ -66,16 +66,7 @@ class TimerScheduler:
         self._clock = clock
         now = clock()
         self._timers = [_Timer.of(f, now) for f in functions]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="devhost-timers", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        super().__init__(name="devhost-timers")
 
     def _run(self) -> None:
         for timer in self._timers:

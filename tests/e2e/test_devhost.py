@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
+from devhost.azurite import is_listening
 from shared.workspaces import new_shared_key
 from tests.e2e.conftest import HostSetup
 from tests.e2e.support import eventually, total_records
@@ -13,14 +12,6 @@ from tests.e2e.support import eventually, total_records
 pytestmark = pytest.mark.e2e
 
 PROCESSED_TIMEOUT_SECONDS = 10.0
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def test_given_a_signed_post_when_it_is_accepted_then_usage_shows_its_records_and_sigint_stops_all(
@@ -37,11 +28,11 @@ def test_given_a_signed_post_when_it_is_accepted_then_usage_shows_its_records_an
     )
     assert [(r["log_type"], r["computer"], r["records"]) for r in rows] == [("AppEvents", "web-1", 2)]
     ports = local_host.ports
-    assert all(_listening(p) for p in (ports.blob, ports.queue, ports.table))
+    assert all(is_listening(p) for p in (ports.blob, ports.queue, ports.table))
 
     assert host.stop() == 0
 
-    assert not any(_listening(p) for p in (ports.blob, ports.queue, ports.table))
+    assert not any(is_listening(p) for p in (ports.blob, ports.queue, ports.table))
 
 
 def test_given_a_wrong_key_when_posting_then_403_invalid_authorization(local_host: HostSetup) -> None:
