@@ -9,6 +9,7 @@ from contextlib import contextmanager, suppress
 from datetime import date, datetime
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
@@ -17,10 +18,17 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import TableServiceClient
+from azure.data.tables import TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
-from shared.errors import BlobAlreadyExists, BlobNotFound, StorageUnavailable, WorkspaceNotFound
+from shared.agents import Agent, AgentState
+from shared.errors import (
+    AgentNotFound,
+    BlobAlreadyExists,
+    BlobNotFound,
+    StorageUnavailable,
+    WorkspaceNotFound,
+)
 from shared.ids import RAW_PREFIX, container_name, day_prefix, workspace_of_container
 from shared.plans import Plan
 from shared.rawstore import RawBlob
@@ -28,6 +36,8 @@ from shared.settings import StorageSettings
 from shared.workspaces import Workspace, WorkspaceState
 
 WORKSPACES_TABLE = "workspaces"
+AGENTS_TABLE = "agents"
+ASSERTION_IDS_TABLE = "assertionids"
 WORKSPACE_ROW_KEY = "workspace"
 # Blob batch deletes take at most 256 sub-requests.
 DELETE_BATCH = 256
@@ -163,24 +173,32 @@ def _parse_day(prefix: str) -> date | None:
         return None
 
 
+class _Table:
+    """A table created on first write; reads of a table that does not exist yet see it empty."""
+
+    def __init__(self, service: TableServiceClient, name: str) -> None:
+        self._service = service
+        self.name = name
+        self.client = service.get_table_client(name)
+        self._ready = False
+
+    def ensure(self) -> None:
+        if not self._ready:
+            with translated(f"creating the {self.name} table"):
+                self._service.create_table_if_not_exists(self.name)
+            self._ready = True
+
+
 class TableWorkspaceRegistry:
     """One entity per workspace, PartitionKey = workspace id, so lookups are point reads."""
 
-    def __init__(self, service: TableServiceClient) -> None:
-        self._table = service.get_table_client(WORKSPACES_TABLE)
-        self._service = service
-        self._table_ready = False
-
-    def _ensure_table(self) -> None:
-        if not self._table_ready:
-            with translated("creating the workspaces table"):
-                self._service.create_table_if_not_exists(WORKSPACES_TABLE)
-            self._table_ready = True
+    def __init__(self, service: TableServiceClient, *, table_name: str = WORKSPACES_TABLE) -> None:
+        self._table = _Table(service, table_name)
 
     def get_workspace(self, workspace_id: str) -> Workspace:
         with translated("reading the workspace registry"):
             try:
-                entity = self._table.get_entity(partition_key=workspace_id, row_key=WORKSPACE_ROW_KEY)
+                entity = self._table.client.get_entity(partition_key=workspace_id, row_key=WORKSPACE_ROW_KEY)
             except ResourceNotFoundError:
                 raise WorkspaceNotFound(f"Workspace {workspace_id} does not exist.") from None
         return _workspace(entity)
@@ -188,23 +206,37 @@ class TableWorkspaceRegistry:
     def list_workspaces(self) -> list[Workspace]:
         with translated("listing the workspace registry"):
             try:
-                entities = list(self._table.query_entities(f"RowKey eq '{WORKSPACE_ROW_KEY}'"))
+                entities = list(self._table.client.query_entities(f"RowKey eq '{WORKSPACE_ROW_KEY}'"))
             except ResourceNotFoundError:
                 return []
         return sorted(map(_workspace, entities), key=lambda w: w.created_at)
 
     def create_workspace(self, workspace: Workspace) -> None:
-        self._ensure_table()
+        self._table.ensure()
         with translated("registering a workspace"):
-            self._table.create_entity(
-                {
-                    "PartitionKey": workspace.workspace_id,
-                    "RowKey": WORKSPACE_ROW_KEY,
-                    "plan": workspace.plan.value,
-                    "state": workspace.state.value,
-                    "created_at": workspace.created_at,
-                }
-            )
+            self._table.client.create_entity(_entity(workspace))
+
+    def update_workspace(self, workspace: Workspace) -> None:
+        with translated("updating the workspace registry"):
+            try:
+                self._table.client.update_entity(
+                    _entity(workspace), mode=UpdateMode.REPLACE, match_condition=MatchConditions.IfPresent
+                )
+            except ResourceNotFoundError:
+                raise WorkspaceNotFound(f"Workspace {workspace.workspace_id} does not exist.") from None
+
+
+def _entity(workspace: Workspace) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": workspace.workspace_id,
+        "RowKey": WORKSPACE_ROW_KEY,
+        "plan": workspace.plan.value,
+        "state": workspace.state.value,
+        "created_at": workspace.created_at,
+    }
+    if workspace.deleted_at is not None:
+        entity["deleted_at"] = workspace.deleted_at
+    return entity
 
 
 def _workspace(entity: Any) -> Workspace:
@@ -213,4 +245,93 @@ def _workspace(entity: Any) -> Workspace:
         plan=Plan(entity["plan"]),
         state=WorkspaceState(entity["state"]),
         created_at=entity["created_at"],
+        deleted_at=entity.get("deleted_at"),
     )
+
+
+class TableAgentRegistry:
+    """PartitionKey = workspace id, RowKey = certificate thumbprint: authentication is a point read
+    scoped to the workspace the request names."""
+
+    def __init__(self, service: TableServiceClient, *, table_name: str = AGENTS_TABLE) -> None:
+        self._table = _Table(service, table_name)
+
+    def get_agent(self, workspace_id: str, thumbprint: str) -> Agent:
+        with translated("reading the agent registry"):
+            try:
+                entity = self._table.client.get_entity(partition_key=workspace_id, row_key=thumbprint)
+            except ResourceNotFoundError:
+                raise AgentNotFound(f"No agent with that certificate in workspace {workspace_id}.") from None
+        return _agent(entity)
+
+    def list_agents(self, workspace_id: str) -> list[Agent]:
+        with translated("listing the agent registry"):
+            try:
+                entities = list(
+                    self._table.client.query_entities("PartitionKey eq @ws", parameters={"ws": workspace_id})
+                )
+            except ResourceNotFoundError:
+                return []
+        return sorted(map(_agent, entities), key=lambda a: a.registered_at)
+
+    def create_agent(self, agent: Agent) -> None:
+        self._table.ensure()
+        with translated("registering an agent"):
+            self._table.client.create_entity(_agent_entity(agent))
+
+    def update_agent(self, agent: Agent) -> None:
+        with translated("updating the agent registry"):
+            try:
+                self._table.client.update_entity(
+                    _agent_entity(agent), mode=UpdateMode.REPLACE, match_condition=MatchConditions.IfPresent
+                )
+            except ResourceNotFoundError:
+                raise AgentNotFound(f"Agent {agent.agent_id} does not exist.") from None
+
+
+def _agent_entity(agent: Agent) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": agent.workspace_id,
+        "RowKey": agent.thumbprint,
+        "agent_id": agent.agent_id,
+        "certificate": agent.certificate_pem,
+        "not_before": agent.not_before,
+        "not_after": agent.not_after,
+        "state": agent.state.value,
+        "registered_at": agent.registered_at,
+    }
+    if agent.revoked_at is not None:
+        entity["revoked_at"] = agent.revoked_at
+    return entity
+
+
+def _agent(entity: Any) -> Agent:
+    return Agent(
+        workspace_id=entity["PartitionKey"],
+        agent_id=entity["agent_id"],
+        thumbprint=entity["RowKey"],
+        certificate_pem=entity["certificate"],
+        not_before=entity["not_before"],
+        not_after=entity["not_after"],
+        state=AgentState(entity["state"]),
+        registered_at=entity["registered_at"],
+        revoked_at=entity.get("revoked_at"),
+    )
+
+
+class TableReplayGuard:
+    """Client-assertion ids, one entity each: inserting an id that exists is the replay."""
+
+    def __init__(self, service: TableServiceClient, *, table_name: str = ASSERTION_IDS_TABLE) -> None:
+        self._table = _Table(service, table_name)
+
+    def claim_once(self, workspace_id: str, token_id: str, *, expires_at: datetime) -> bool:
+        self._table.ensure()
+        with translated("recording a client assertion id"):
+            try:
+                self._table.client.create_entity(
+                    {"PartitionKey": workspace_id, "RowKey": token_id, "expires_at": expires_at}
+                )
+            except ResourceExistsError:
+                return False
+        return True

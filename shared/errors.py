@@ -7,7 +7,8 @@
     │   │   ├── InvalidCustomerId          workspace id is not a GUID
     │   │   ├── MissingContentType, UnsupportedContentType
     │   │   ├── MissingLogType, InvalidLogType
-    │   │   └── InvalidDataFormat          body is not a JSON object or array of objects
+    │   │   ├── InvalidDataFormat          body is not a JSON object or array of objects
+    │   │   └── InvalidCertificate         enrollment: not a usable public X.509 certificate
     │   ├── AuthorizationFailed            403 InvalidAuthorization (also: unknown workspace)
     │   ├── InactiveCustomer               403 workspace exists but is disabled
     │   └── PayloadTooLarge                413
@@ -18,6 +19,7 @@
     │   └── BlobAlreadyExists              raw blobs are never overwritten
     ├── NotFound                           a named thing does not exist (SDK 404s translated here)
     │   ├── WorkspaceNotFound
+    │   ├── AgentNotFound
     │   └── BlobNotFound
     └── ConfigurationError                 a setting is missing or malformed (fail fast at start)
 
@@ -81,6 +83,10 @@ class InvalidDataFormat(BadRequest):
     code = "InvalidDataFormat"
 
 
+class InvalidCertificate(BadRequest):
+    code = "InvalidCertificate"
+
+
 class AuthorizationFailed(RequestRejected):
     code = "InvalidAuthorization"
 
@@ -125,6 +131,10 @@ class NotFound(SluiceError):
 
 class WorkspaceNotFound(NotFound):
     code = "WorkspaceNotFound"
+
+
+class AgentNotFound(NotFound):
+    code = "AgentNotFound"
 
 
 class BlobNotFound(NotFound):

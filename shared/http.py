@@ -16,7 +16,11 @@ log = logging.getLogger("sluice.http")
 
 
 def ingest_request(req: func.HttpRequest) -> IngestRequest:
-    return IngestRequest(headers=req.headers, params=req.params, body=req.get_body())
+    return IngestRequest(headers=req.headers, params=req.params, body=req.get_body(), url=req.url)
+
+
+def json_response(document: object, *, status_code: int = 200) -> func.HttpResponse:
+    return func.HttpResponse(orjson.dumps(document), status_code=status_code, mimetype="application/json")
 
 
 def error_response(error: SluiceError) -> func.HttpResponse:

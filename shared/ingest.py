@@ -13,6 +13,7 @@ from typing import Protocol
 import orjson
 
 from shared import sharedkey
+from shared.certauth import CertificateAuthenticator
 from shared.errors import (
     AuthorizationFailed,
     BadRequest,
@@ -26,7 +27,7 @@ from shared.errors import (
     UnsupportedContentType,
     WorkspaceNotFound,
 )
-from shared.ids import RawBlobName, parse_log_type
+from shared.ids import RawBlobName, parse_log_type, parse_workspace_id
 from shared.rawstore import MAX_BODY_BYTES, RawStore, gunzip_bounded, gzip_bytes
 from shared.telemetry import workspace_log
 from shared.workspaces import Workspace, WorkspaceState
@@ -41,11 +42,13 @@ log = logging.getLogger("sluice.ingest")
 
 @dataclass(frozen=True, slots=True)
 class IngestRequest:
-    """An HTTP request as the core sees it. `headers` must look up names case-insensitively."""
+    """An HTTP request as the core sees it. `headers` must look up names case-insensitively; `url` is
+    the full request URL (the audience of client assertions)."""
 
     headers: Mapping[str, str]
     params: Mapping[str, str]
     body: bytes
+    url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,52 +74,94 @@ class ParsedBody:
     record_count: int
 
 
-class DataCollectorIngest:
-    def __init__(self, *, directory: Directory, raw_store: RawStore, clock: Callable[[], datetime]) -> None:
-        self._directory = directory
-        self._raw_store = raw_store
-        self._clock = clock
+@dataclass(frozen=True, slots=True)
+class CollectorHeaders:
+    """What the Data Collector API's headers say, validated (the same for every auth scheme)."""
 
-    def ingest(self, request: IngestRequest) -> Accepted:
-        headers = request.headers
-        now = self._clock()
-        _check_api_version(request.params.get("api-version"))
-        _check_size(headers.get("Content-Length"), len(request.body))
-        credential = sharedkey.parse_authorization(headers.get("Authorization"))
-        content_type = _check_content_type(headers.get("Content-Type"))
-        log_type = _check_log_type(headers.get("Log-Type"))
-        x_ms_date = headers.get("x-ms-date")
-        sharedkey.check_date(x_ms_date, now=now)
-        assert x_ms_date is not None  # check_date refuses a missing date
-        workspace = self._authenticate(
-            credential, content_length=len(request.body), content_type=content_type, x_ms_date=x_ms_date
-        )
-        body = _parse_body(request.body, content_encoding=headers.get("Content-Encoding"))
-        metadata = {
-            "workspace_id": workspace.workspace_id,
+    log_type: str
+    content_type: str
+    metadata: dict[str, str]
+
+
+class RawWriter:
+    """Commits an accepted batch as one raw blob; returns only once the blob is durable."""
+
+    def __init__(self, raw_store: RawStore) -> None:
+        self._raw_store = raw_store
+
+    def write(
+        self,
+        *,
+        workspace_id: str,
+        log_type: str,
+        body: ParsedBody,
+        received_at: datetime,
+        metadata: Mapping[str, str],
+    ) -> Accepted:
+        sha256 = hashlib.sha256(body.json_bytes).hexdigest()
+        blob_metadata = {
+            **metadata,
+            "workspace_id": workspace_id,
             "log_type": log_type,
             "record_count": str(body.record_count),
-            "sha256": hashlib.sha256(body.json_bytes).hexdigest(),
+            "sha256": sha256,
             "content_bytes": str(len(body.json_bytes)),
-            "received_at": now.isoformat(),
+            "received_at": received_at.isoformat(),
         }
-        for header, key in (
-            ("time-generated-field", "time_generated_field"),
-            ("x-ms-AzureResourceId", "azure_resource_id"),
-        ):
-            value = headers.get(header)
-            if value:
-                metadata[key] = _metadata_value(header, value)
-        blob_name = str(RawBlobName.new(now, log_type))
-        self._raw_store.put_raw(workspace.workspace_id, blob_name, body.stored_gzip, metadata=metadata)
-        workspace_log(log, workspace.workspace_id).info(
+        blob_name = str(RawBlobName.new(received_at, log_type))
+        self._raw_store.put_raw(workspace_id, blob_name, body.stored_gzip, metadata=blob_metadata)
+        workspace_log(log, workspace_id).info(
             "accepted %d records of %s as %s", body.record_count, log_type, blob_name
         )
         return Accepted(
+            workspace_id=workspace_id, blob_name=blob_name, record_count=body.record_count, sha256=sha256
+        )
+
+
+def collector_headers(request: IngestRequest) -> CollectorHeaders:
+    headers = request.headers
+    _check_api_version(request.params.get("api-version"))
+    _check_size(headers.get("Content-Length"), len(request.body))
+    content_type = _check_content_type(headers.get("Content-Type"))
+    log_type = _check_log_type(headers.get("Log-Type"))
+    metadata = {}
+    for header, key in (
+        ("time-generated-field", "time_generated_field"),
+        ("x-ms-AzureResourceId", "azure_resource_id"),
+    ):
+        value = headers.get(header)
+        if value:
+            metadata[key] = _metadata_value(header, value)
+    return CollectorHeaders(log_type=log_type, content_type=content_type, metadata=metadata)
+
+
+class DataCollectorIngest:
+    """`POST /api/logs`: the HTTP Data Collector API with its SharedKey signature."""
+
+    def __init__(self, *, directory: Directory, writer: RawWriter, clock: Callable[[], datetime]) -> None:
+        self._directory = directory
+        self._writer = writer
+        self._clock = clock
+
+    def ingest(self, request: IngestRequest) -> Accepted:
+        now = self._clock()
+        credential = sharedkey.parse_authorization(request.headers.get("Authorization"))
+        collected = collector_headers(request)
+        x_ms_date = request.headers.get("x-ms-date")
+        sharedkey.check_date(x_ms_date, now=now)
+        assert x_ms_date is not None  # check_date refuses a missing date
+        workspace = self._authenticate(
+            credential,
+            content_length=len(request.body),
+            content_type=collected.content_type,
+            x_ms_date=x_ms_date,
+        )
+        return self._writer.write(
             workspace_id=workspace.workspace_id,
-            blob_name=blob_name,
-            record_count=body.record_count,
-            sha256=metadata["sha256"],
+            log_type=collected.log_type,
+            body=parse_body(request.body, content_encoding=request.headers.get("Content-Encoding")),
+            received_at=now,
+            metadata=collected.metadata,
         )
 
     def _authenticate(
@@ -144,9 +189,54 @@ class DataCollectorIngest:
         except AuthorizationFailed:
             workspace_log(log, workspace.workspace_id).warning("authentication failed: bad signature")
             raise
-        if workspace.state is not WorkspaceState.ACTIVE:
-            raise InactiveCustomer("The workspace is not active.")
-        return workspace
+        return require_active(workspace)
+
+
+class AgentIngest:
+    """`POST /api/workspaces/{workspace_id}/logs`: the Data Collector API's headers and body, with the
+    agent's certificate (forwarded client certificate or client assertion) instead of SharedKey."""
+
+    def __init__(
+        self,
+        *,
+        directory: Directory,
+        certificates: CertificateAuthenticator,
+        writer: RawWriter,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._directory = directory
+        self._certificates = certificates
+        self._writer = writer
+        self._clock = clock
+
+    def ingest(self, request: IngestRequest, *, workspace_id: str) -> Accepted:
+        now = self._clock()
+        workspace_id = parse_workspace_id(workspace_id)
+        collected = collector_headers(request)
+        try:
+            agent = self._certificates.authenticate(
+                workspace_id=workspace_id, headers=request.headers, url=request.url, body=request.body
+            )
+        except AuthorizationFailed as error:
+            workspace_log(log, workspace_id).warning("authentication failed: %s", error.message)
+            raise
+        try:
+            workspace = require_active(self._directory.get_workspace(workspace_id))
+        except WorkspaceNotFound:
+            raise AuthorizationFailed("The certificate is not registered to this workspace.") from None
+        return self._writer.write(
+            workspace_id=workspace.workspace_id,
+            log_type=collected.log_type,
+            body=parse_body(request.body, content_encoding=request.headers.get("Content-Encoding")),
+            received_at=now,
+            metadata={**collected.metadata, "agent_id": agent.agent_id},
+        )
+
+
+def require_active(workspace: Workspace) -> Workspace:
+    if workspace.state is not WorkspaceState.ACTIVE:
+        raise InactiveCustomer("The workspace is not active.")
+    return workspace
 
 
 def _check_api_version(value: str | None) -> None:
@@ -186,10 +276,10 @@ def _metadata_value(header: str, value: str) -> str:
     return value
 
 
-def _parse_body(raw: bytes, *, content_encoding: str | None) -> ParsedBody:
+def parse_body(raw: bytes, *, content_encoding: str | None, max_bytes: int = MAX_BODY_BYTES) -> ParsedBody:
     encoding = (content_encoding or "identity").strip().lower()
     if encoding == "gzip":
-        json_bytes = gunzip_bounded(raw, max_bytes=MAX_BODY_BYTES)
+        json_bytes = gunzip_bounded(raw, max_bytes=max_bytes)
         stored = raw  # already gzip: stored as sent, no second compression
     elif encoding == "identity":
         json_bytes, stored = raw, b""

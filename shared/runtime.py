@@ -12,11 +12,11 @@ from shared.settings import Settings
 from shared.telemetry import configure_telemetry
 
 if TYPE_CHECKING:
-    from shared.azure_storage import BlobRawStore, TableWorkspaceRegistry
-    from shared.ingest import DataCollectorIngest
-    from shared.secretstore import LocalSecretStore
+    from shared.agents import Enrollment
+    from shared.azure_storage import BlobRawStore, TableAgentRegistry, TableWorkspaceRegistry
+    from shared.ingest import AgentIngest, DataCollectorIngest
     from shared.sql import Database
-    from shared.workspaces import WorkspaceDirectory
+    from shared.workspaces import SecretStore, WorkspaceDirectory
 
 DIRECTORY_CACHE_TTL_SECONDS = 30.0
 
@@ -30,24 +30,56 @@ class Services:
     settings: Settings
     raw_store: BlobRawStore
     registry: TableWorkspaceRegistry
-    secrets: LocalSecretStore
+    secrets: SecretStore
     directory: WorkspaceDirectory
+    agents: TableAgentRegistry
     database: Database
     data_collector: DataCollectorIngest
+    agent_ingest: AgentIngest
+    enrollment: Enrollment
+
+
+def secret_store(settings: Settings) -> SecretStore:
+    if settings.secrets.key_vault_uri:
+        from shared.azure_storage import credential_for
+        from shared.keyvault import KeyVaultSecretStore
+
+        return KeyVaultSecretStore.connect(settings.secrets.key_vault_uri, credential_for(settings.storage))
+    from shared.secretstore import LocalSecretStore
+
+    assert settings.secrets.local_dir is not None
+    return LocalSecretStore(settings.secrets.local_dir)
 
 
 def build_services(settings: Settings) -> Services:
-    from shared.azure_storage import BlobRawStore, TableWorkspaceRegistry, blob_service, table_service
-    from shared.ingest import DataCollectorIngest
-    from shared.secretstore import LocalSecretStore
+    from shared.agents import Enrollment
+    from shared.azure_storage import (
+        BlobRawStore,
+        TableAgentRegistry,
+        TableReplayGuard,
+        TableWorkspaceRegistry,
+        blob_service,
+        table_service,
+    )
+    from shared.certauth import CertificateAuthenticator
+    from shared.ingest import AgentIngest, DataCollectorIngest, RawWriter
     from shared.sql import Database
     from shared.workspaces import WorkspaceDirectory
 
+    tables = table_service(settings.storage)
     raw_store = BlobRawStore(blob_service(settings.storage))
-    registry = TableWorkspaceRegistry(table_service(settings.storage))
-    secrets = LocalSecretStore(settings.secrets_dir)
+    registry = TableWorkspaceRegistry(tables)
+    agents = TableAgentRegistry(tables)
+    secrets = secret_store(settings)
     directory = WorkspaceDirectory(
         registry=registry, secrets=secrets, cache_ttl_seconds=DIRECTORY_CACHE_TTL_SECONDS
+    )
+    writer = RawWriter(raw_store)
+    certificates = CertificateAuthenticator(
+        agents=agents,
+        replay=TableReplayGuard(tables),
+        clock=utc_now,
+        trust_forwarded_client_cert=settings.trust_forwarded_client_cert,
     )
     return Services(
         settings=settings,
@@ -55,8 +87,13 @@ def build_services(settings: Settings) -> Services:
         registry=registry,
         secrets=secrets,
         directory=directory,
+        agents=agents,
         database=Database.open(settings.sql_dialect, settings.sql_connection),
-        data_collector=DataCollectorIngest(directory=directory, raw_store=raw_store, clock=utc_now),
+        data_collector=DataCollectorIngest(directory=directory, writer=writer, clock=utc_now),
+        agent_ingest=AgentIngest(
+            directory=directory, certificates=certificates, writer=writer, clock=utc_now
+        ),
+        enrollment=Enrollment(workspaces=registry, secrets=secrets, agents=agents, clock=utc_now),
     )
 
 

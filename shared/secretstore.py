@@ -37,3 +37,6 @@ class LocalSecretStore:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+
+    def delete_secret(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)

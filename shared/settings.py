@@ -15,6 +15,10 @@ STORAGE_SETTING = "SLUICE_STORAGE"
 SQL_DIALECT_SETTING = "SLUICE_SQL_DIALECT"
 SQL_CONNECTION_SETTING = "SLUICE_SQL_CONNECTION"
 SECRETS_DIR_SETTING = "SLUICE_SECRETS_DIR"
+KEY_VAULT_SETTING = "SLUICE_KEY_VAULT_URI"
+TRUST_CLIENT_CERT_SETTING = "SLUICE_TRUST_FORWARDED_CLIENT_CERT"
+TOKEN_ISSUER_SETTING = "SLUICE_TOKEN_ISSUER"  # noqa: S105 - a setting name, not a secret
+TOKEN_JWKS_SETTING = "SLUICE_TOKEN_JWKS_URI"  # noqa: S105 - a setting name, not a secret
 LOG_LEVEL_SETTING = "SLUICE_LOG_LEVEL"
 APPINSIGHTS_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 
@@ -50,11 +54,32 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SecretsSettings:
+    """Key Vault in Azure; a local folder for the local stack. Exactly one is set."""
+
+    key_vault_uri: str | None = None
+    local_dir: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenSettings:
+    """Who may issue bearer tokens for the Logs Ingestion API: Entra ID's issuer and its JWKS in Azure.
+    A JWKS that is a local file path is the development issuer of the local stack."""
+
+    issuer: str
+    jwks_uri: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     storage: StorageSettings
     sql_dialect: SqlDialect
     sql_connection: str
-    secrets_dir: str
+    secrets: SecretsSettings
+    # Honour X-ARR-ClientCert only where the platform sets it and strips clients' copies (App Service
+    # with client certificates on, the local host); anywhere else the header could be forged.
+    trust_forwarded_client_cert: bool = False
+    tokens: TokenSettings | None = None
     log_level: str = DEFAULT_LOG_LEVEL
     appinsights_connection_string: str | None = None
 
@@ -65,7 +90,9 @@ class Settings:
             storage=_storage(env),
             sql_dialect=_dialect(env),
             sql_connection=_required(env, SQL_CONNECTION_SETTING),
-            secrets_dir=_required(env, SECRETS_DIR_SETTING),
+            secrets=_secrets(env),
+            trust_forwarded_client_cert=_bool(env, TRUST_CLIENT_CERT_SETTING),
+            tokens=_tokens(env),
             log_level=env.get(LOG_LEVEL_SETTING, DEFAULT_LOG_LEVEL).upper(),
             appinsights_connection_string=env.get(APPINSIGHTS_SETTING) or None,
         )
@@ -76,6 +103,35 @@ def _required(env: Mapping[str, str], name: str) -> str:
     if not value:
         raise ConfigurationError(f"Missing setting {name}.")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "false").strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ConfigurationError(f"Setting {name}={value!r}: expected true or false.")
+    return value in ("true", "1")
+
+
+def _secrets(env: Mapping[str, str]) -> SecretsSettings:
+    vault = env.get(KEY_VAULT_SETTING, "").strip()
+    local = env.get(SECRETS_DIR_SETTING, "").strip()
+    if bool(vault) == bool(local):
+        raise ConfigurationError(
+            f"Set exactly one of {KEY_VAULT_SETTING} (Key Vault) or {SECRETS_DIR_SETTING} (local store)."
+        )
+    if vault and not vault.startswith("https://"):
+        raise ConfigurationError(f"Setting {KEY_VAULT_SETTING} must be an https:// vault URI.")
+    return SecretsSettings(key_vault_uri=vault or None, local_dir=local or None)
+
+
+def _tokens(env: Mapping[str, str]) -> TokenSettings | None:
+    issuer = env.get(TOKEN_ISSUER_SETTING, "").strip()
+    jwks = env.get(TOKEN_JWKS_SETTING, "").strip()
+    if not issuer and not jwks:
+        return None  # the Logs Ingestion API then refuses every token
+    if not issuer or not jwks:
+        raise ConfigurationError(f"Set both {TOKEN_ISSUER_SETTING} and {TOKEN_JWKS_SETTING}, or neither.")
+    return TokenSettings(issuer=issuer, jwks_uri=jwks)
 
 
 def _dialect(env: Mapping[str, str]) -> SqlDialect:

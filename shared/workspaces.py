@@ -25,6 +25,7 @@ SHARED_KEY_BYTES = 64  # Log Analytics keys are 64 random bytes, base64-encoded
 class WorkspaceState(StrEnum):
     ACTIVE = "active"
     DISABLED = "disabled"
+    DELETED = "deleted"  # ingestion refused at once; data removed after the grace period
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class Workspace:
     plan: Plan
     state: WorkspaceState
     created_at: datetime
+    deleted_at: datetime | None = None
 
 
 class WorkspaceRegistry(Protocol):
@@ -43,12 +45,18 @@ class WorkspaceRegistry(Protocol):
 
     def create_workspace(self, workspace: Workspace) -> None: ...
 
+    def update_workspace(self, workspace: Workspace) -> None:
+        """Raises WorkspaceNotFound."""
+
 
 class SecretStore(Protocol):
     def get_secret(self, name: str) -> str:
         """Raises NotFound."""
 
     def set_secret(self, name: str, value: str) -> None: ...
+
+    def delete_secret(self, name: str) -> None:
+        """Succeeds when the secret is already gone."""
 
 
 class WorkspaceContainers(Protocol):
@@ -57,6 +65,10 @@ class WorkspaceContainers(Protocol):
 
 def shared_key_secret_name(workspace_id: str, which: str) -> str:
     return f"ws-{workspace_id}-{which}-key"
+
+
+def enrollment_key_secret_name(workspace_id: str) -> str:
+    return f"ws-{workspace_id}-enrollment-key"
 
 
 KEY_SLOTS = ("primary", "secondary")
@@ -71,6 +83,7 @@ class NewWorkspace:
     workspace: Workspace
     primary_key: str
     secondary_key: str
+    enrollment_key: str
 
 
 def create_workspace(
@@ -88,9 +101,38 @@ def create_workspace(
     keys = {slot: new_shared_key() for slot in KEY_SLOTS}
     for slot, key in keys.items():
         secrets.set_secret(shared_key_secret_name(workspace.workspace_id, slot), key)
+    enrollment_key = new_shared_key()
+    secrets.set_secret(enrollment_key_secret_name(workspace.workspace_id), enrollment_key)
     containers.create_workspace_container(workspace.workspace_id)
     registry.create_workspace(workspace)
-    return NewWorkspace(workspace=workspace, primary_key=keys["primary"], secondary_key=keys["secondary"])
+    return NewWorkspace(
+        workspace=workspace,
+        primary_key=keys["primary"],
+        secondary_key=keys["secondary"],
+        enrollment_key=enrollment_key,
+    )
+
+
+def rotate_key(*, secrets: SecretStore, workspace: Workspace, which: str) -> str:
+    """Replaces one key; the other stays valid, so agents move over without a gap. Caches honour the
+    new key within their TTL (WorkspaceDirectory)."""
+    if which not in (*KEY_SLOTS, "enrollment"):
+        raise ValueError(f"unknown key {which!r}")
+    name = (
+        enrollment_key_secret_name(workspace.workspace_id)
+        if which == "enrollment"
+        else shared_key_secret_name(workspace.workspace_id, which)
+    )
+    key = new_shared_key()
+    secrets.set_secret(name, key)
+    return key
+
+
+def all_secret_names(workspace_id: str) -> list[str]:
+    return [
+        *(shared_key_secret_name(workspace_id, slot) for slot in KEY_SLOTS),
+        enrollment_key_secret_name(workspace_id),
+    ]
 
 
 class WorkspaceDirectory:

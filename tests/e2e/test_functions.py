@@ -24,6 +24,8 @@ def test_given_the_repo_then_each_function_folder_is_found_with_its_trigger() ->
 
     assert {name: f.trigger_type for name, f in functions.items()} == {
         "ingest_http": "httpTrigger",
+        "ingest_agent": "httpTrigger",
+        "register_agent": "httpTrigger",
         "process_blob": "eventGridTrigger",
         "retention_timer": "timerTrigger",
     }

@@ -22,8 +22,9 @@ def _router(*routes: tuple[str, str, list[str]]) -> Router:
     return Router(Route.build(name, prefix="api", route=route, methods=m) for name, route, m in routes)
 
 
-def test_given_the_repo_host_json_then_the_route_prefix_is_api() -> None:
-    assert route_prefix(REPO_ROOT / "host.json") == "api"
+def test_given_the_repo_host_json_then_the_route_prefix_is_empty_and_routes_carry_api() -> None:
+    # Empty: the Logs Ingestion API's /dataCollectionRules/... route has no /api prefix.
+    assert route_prefix(REPO_ROOT / "host.json") == ""
 
 
 def test_given_no_host_json_then_the_prefix_defaults_to_api(tmp_path: Path) -> None:

@@ -328,10 +328,7 @@ def test_given_a_registry_whose_table_does_not_exist_when_read_then_not_found_an
     azurite_connection_string: str,
 ) -> None:
     service = TableServiceClient.from_connection_string(azurite_connection_string)
-    fresh = TableWorkspaceRegistry(service)
-    table_name = f"t{uuid.uuid4().hex}"
-    # A registry on a table that has never been created: point the adapter at a new name.
-    fresh._table = service.get_table_client(table_name)
+    fresh = TableWorkspaceRegistry(service, table_name=f"t{uuid.uuid4().hex}")
 
     with pytest.raises(WorkspaceNotFound):
         fresh.get_workspace(new_id())

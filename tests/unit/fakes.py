@@ -69,6 +69,11 @@ class MemoryRegistry:
     def create_workspace(self, workspace: Workspace) -> None:
         self.workspaces[workspace.workspace_id] = workspace
 
+    def update_workspace(self, workspace: Workspace) -> None:
+        if workspace.workspace_id not in self.workspaces:
+            raise WorkspaceNotFound(workspace.workspace_id)
+        self.workspaces[workspace.workspace_id] = workspace
+
 
 @dataclass
 class MemorySecrets:
@@ -82,6 +87,9 @@ class MemorySecrets:
 
     def set_secret(self, name: str, value: str) -> None:
         self.values[name] = value
+
+    def delete_secret(self, name: str) -> None:
+        self.values.pop(name, None)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 
 from shared import sharedkey
 from shared.errors import SluiceError, http_status
-from shared.ingest import DataCollectorIngest, IngestRequest
+from shared.ingest import DataCollectorIngest, IngestRequest, RawWriter
 from shared.plans import Plan
 from shared.rawstore import MAX_BODY_BYTES, gunzip_bounded
 from shared.workspaces import WorkspaceDirectory, WorkspaceState, create_workspace
@@ -51,7 +51,7 @@ class Stack:
         self.secondary_key = created.secondary_key
         self.ingest = DataCollectorIngest(
             directory=WorkspaceDirectory(registry=self.registry, secrets=self.secrets, cache_ttl_seconds=0),
-            raw_store=self.store,
+            writer=RawWriter(self.store),
             clock=lambda: NOW,
         )
 
