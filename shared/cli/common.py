@@ -1,0 +1,42 @@
+"""What every command group shares: the services, JSON and table output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from shared.runtime import Services
+
+
+def services() -> Services:
+    from shared.runtime import services as built
+
+    return built()
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def print_rows(rows: Sequence[Mapping[str, Any]], *, as_json: bool) -> None:
+    """A JSON list, or an aligned table with one column per key of the first row."""
+    if as_json:
+        print_json(list(rows))
+        return
+    if not rows:
+        print("(none)")
+        return
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def print_record(record: Mapping[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print_json(dict(record))
+    else:
+        for key, value in record.items():
+            print(f"{key}: {value}")

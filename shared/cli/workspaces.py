@@ -1,0 +1,110 @@
+"""`sluice workspace ...`: tenants, their plans and keys."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.cli.common import print_record, print_rows, services
+from shared.ids import parse_workspace_id
+from shared.plans import DEFAULT_PLAN, Plan
+from shared.workspaces import KEY_SLOTS, Workspace, WorkspaceState, create_workspace, rotate_key
+
+
+def workspace_row(workspace: Workspace) -> dict[str, Any]:
+    return {
+        "workspace_id": workspace.workspace_id,
+        "plan": workspace.plan.value,
+        "state": workspace.state.value,
+        "created_at": workspace.created_at.isoformat(),
+    }
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    current = services()
+    created = create_workspace(
+        registry=current.registry, secrets=current.secrets, containers=current.raw_store, plan=Plan(args.plan)
+    )
+    print_record(
+        {
+            **workspace_row(created.workspace),
+            "primary_key": created.primary_key,
+            "secondary_key": created.secondary_key,
+            "enrollment_key": created.enrollment_key,
+        },
+        as_json=args.json,
+    )
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    print_rows([workspace_row(w) for w in services().registry.list_workspaces()], as_json=args.json)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    workspace = services().registry.get_workspace(parse_workspace_id(args.workspace))
+    print_record(workspace_row(workspace), as_json=args.json)
+    return 0
+
+
+def cmd_set_plan(args: argparse.Namespace) -> int:
+    registry = services().registry
+    workspace = replace(registry.get_workspace(parse_workspace_id(args.workspace)), plan=Plan(args.plan))
+    registry.update_workspace(workspace)
+    print_record(workspace_row(workspace), as_json=args.json)
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    current = services()
+    workspace = current.registry.get_workspace(parse_workspace_id(args.workspace))
+    key = rotate_key(secrets=current.secrets, workspace=workspace, which=args.which)
+    print_record({"workspace_id": workspace.workspace_id, "key": args.which, "value": key}, as_json=args.json)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Ingestion stops at once; data, container and secrets are removed after the grace period."""
+    registry = services().registry
+    workspace = registry.get_workspace(parse_workspace_id(args.workspace))
+    if workspace.state is not WorkspaceState.DELETED:
+        workspace = replace(workspace, state=WorkspaceState.DELETED, deleted_at=datetime.now(UTC))
+        registry.update_workspace(workspace)
+    print_record(workspace_row(workspace), as_json=args.json)
+    return 0
+
+
+def register(commands: Any) -> None:
+    workspace = commands.add_parser("workspace", help="manage workspaces (tenants)")
+    sub = workspace.add_subparsers(dest="workspace_command", required=True)
+    plans = [p.value for p in Plan]
+
+    create = sub.add_parser("create", help="create a workspace with new keys and enrollment key")
+    create.add_argument("--plan", choices=plans, default=DEFAULT_PLAN.value)
+    create.set_defaults(run=cmd_create)
+
+    sub.add_parser("list", help="list workspaces").set_defaults(run=cmd_list)
+
+    show = sub.add_parser("show", help="one workspace")
+    show.add_argument("workspace")
+    show.set_defaults(run=cmd_show)
+
+    set_plan = sub.add_parser("set-plan", help="change a workspace's plan (retention window)")
+    set_plan.add_argument("workspace")
+    set_plan.add_argument("--plan", choices=plans, required=True)
+    set_plan.set_defaults(run=cmd_set_plan)
+
+    rotate = sub.add_parser("rotate-key", help="replace one key; the other stays valid meanwhile")
+    rotate.add_argument("workspace")
+    rotate.add_argument("--which", choices=[*KEY_SLOTS, "enrollment"], default="primary")
+    rotate.set_defaults(run=cmd_rotate_key)
+
+    delete = sub.add_parser("delete", help="stop ingestion now; data is removed after the grace period")
+    delete.add_argument("workspace")
+    delete.set_defaults(run=cmd_delete)
+
+    for parser in sub.choices.values():
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
