@@ -26,10 +26,19 @@ class UsageRow:
 
 
 def computer_of(record: Mapping[str, Any]) -> str:
+    """The record's Computer as a key every database stores and compares alike: no control characters
+    (PostgreSQL refuses NUL), no trailing blanks (SQL Server ignores them when comparing), at most
+    256 UTF-16 code units (the width of the T-SQL column)."""
     value = record.get("Computer")
     if value is None:
         return UNKNOWN_COMPUTER
-    return (value if isinstance(value, str) else str(value))[:COMPUTER_MAX_LENGTH]
+    text = "".join(
+        c for c in (value if isinstance(value, str) else str(value)) if c.isprintable() or c == " "
+    )
+    text = text[:COMPUTER_MAX_LENGTH].rstrip()
+    while len(text.encode("utf-16-le")) > 2 * COMPUTER_MAX_LENGTH:
+        text = text[:-1].rstrip()
+    return text
 
 
 def hourly_volume(records: Iterable[Mapping[str, Any]], *, hour: datetime, log_type: str) -> list[UsageRow]:

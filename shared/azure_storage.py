@@ -26,6 +26,9 @@ from shared.errors import (
     AgentNotFound,
     BlobAlreadyExists,
     BlobNotFound,
+    Conflict,
+    NotFound,
+    StorageRejected,
     StorageUnavailable,
     WorkspaceNotFound,
 )
@@ -47,18 +50,22 @@ log = logging.getLogger("sluice.storage")
 
 @contextmanager
 def translated(what: str) -> Iterator[None]:
-    """Connection failures and 5xx/throttling become StorageUnavailable (the caller's 503)."""
+    """No Azure SDK error leaves an adapter: connection failures and 5xx/throttling become
+    StorageUnavailable (the caller's 503); 404 and 409 not handled by the adapter itself become NotFound
+    and Conflict; any other refusal (403: a missing role, 400) is StorageRejected."""
     try:
         yield
-    except (ResourceNotFoundError, ResourceExistsError):
-        raise
+    except ResourceNotFoundError as error:
+        raise NotFound(f"Not found while {what}.") from error
+    except ResourceExistsError as error:
+        raise Conflict(f"Already exists while {what}.") from error
     except (ServiceRequestError, ServiceResponseError) as error:
         raise StorageUnavailable(f"Storage is unreachable while {what}.") from error
     except AzureError as error:
         status = getattr(error, "status_code", None)
         if status is None or status >= 500 or status in (408, 429):
             raise StorageUnavailable(f"Storage failed while {what} (status {status}).") from error
-        raise
+        raise StorageRejected(f"Storage refused the request while {what} (status {status}).") from error
 
 
 def credential_for(settings: StorageSettings) -> TokenCredential:
@@ -108,7 +115,13 @@ class BlobRawStore:
                     self.create_workspace_container(workspace_id)
                     blob.upload_blob(data, overwrite=False, metadata=metadata, content_settings=settings)
             except ResourceExistsError:
-                raise BlobAlreadyExists(f"{blob_name} already exists in workspace {workspace_id}") from None
+                # The name holds a fresh uuid4, so an existing blob is our own earlier attempt whose
+                # answer was lost and that the SDK retried: committed, then, if its content matches.
+                existing = blob.get_blob_properties().metadata or {}
+                if existing.get("sha256") != metadata.get("sha256"):
+                    raise BlobAlreadyExists(
+                        f"{blob_name} already exists in workspace {workspace_id}"
+                    ) from None
 
     def get_raw(self, workspace_id: str, blob_name: str) -> RawBlob:
         blob = self._service.get_blob_client(container_name(workspace_id), blob_name)

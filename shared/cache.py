@@ -33,7 +33,3 @@ class TtlCache(Generic[K, V]):
         with self._lock:
             self._entries[key] = (now + self._ttl, value)
         return value
-
-    def invalidate(self, key: K) -> None:
-        with self._lock:
-            self._entries.pop(key, None)

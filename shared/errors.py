@@ -14,9 +14,14 @@
     │   └── PayloadTooLarge                413
     ├── ServiceUnavailable                 503 + Retry-After: a dependency is down, nothing was stored
     │   ├── StorageUnavailable
+    │   ├── SecretStoreUnavailable
     │   └── DatabaseUnavailable
     ├── Conflict                           409: a thing that must be new exists already
     │   └── BlobAlreadyExists              raw blobs are never overwritten
+    ├── StorageRejected                    500: storage refused a call (a missing role, a bad request)
+    ├── DatabaseError                      500: the database refused a statement (not transient)
+    ├── CorruptBlob                        500: a raw blob's content does not match its metadata
+    ├── RetentionIncomplete                retention could not purge some workspaces (others were purged)
     ├── NotFound                           a named thing does not exist (SDK 404s translated here)
     │   ├── WorkspaceNotFound
     │   ├── AgentNotFound
@@ -29,7 +34,7 @@ the codes they already handle. Azure SDK exceptions are translated into this tre
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class SluiceError(Exception):
@@ -113,8 +118,34 @@ class StorageUnavailable(ServiceUnavailable):
     pass
 
 
+class SecretStoreUnavailable(ServiceUnavailable):
+    pass
+
+
 class DatabaseUnavailable(ServiceUnavailable):
     pass
+
+
+class StorageRejected(SluiceError):
+    code = "StorageRejected"
+
+
+class DatabaseError(SluiceError):
+    code = "DatabaseError"
+
+
+class CorruptBlob(SluiceError):
+    """Retried, then dead-lettered by the event pipeline."""
+
+    code = "CorruptBlob"
+
+
+class RetentionIncomplete(SluiceError):
+    code = "RetentionIncomplete"
+
+    def __init__(self, message: str, *, reports: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.reports = reports or []
 
 
 class Conflict(SluiceError):

@@ -18,7 +18,7 @@ LOG_TYPE_MAX_LENGTH = 100
 _LOG_TYPE = re.compile(r"[A-Za-z0-9_]{1,100}")
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _RAW_BLOB = re.compile(
-    r"raw/(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/(?P<h>\d{2})/(?P<log_type>[A-Za-z0-9_]{1,100})/"
+    r"raw/(?P<y>[0-9]{4})/(?P<m>[0-9]{2})/(?P<d>[0-9]{2})/(?P<h>[0-9]{2})/(?P<log_type>[A-Za-z0-9_]{1,100})/"
     r"(?P<id>[0-9a-f]{32})\.json\.gz"
 )
 

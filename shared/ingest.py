@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +39,8 @@ JSON_CONTENT_TYPE = "application/json"
 MAX_HEADER_VALUE = 1024
 
 log = logging.getLogger("sluice.ingest")
+# Random keys no signature can match, verified against for unknown workspaces (see _authenticate).
+_DECOY_KEYS = (os.urandom(64), os.urandom(64))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,7 @@ class Directory(Protocol):
 
     def get_workspace(self, workspace_id: str) -> Workspace: ...
 
-    def get_shared_keys(self, workspace_id: str) -> tuple[bytes, ...]: ...
+    def list_shared_keys(self, workspace_id: str) -> tuple[bytes, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,21 +177,25 @@ class DataCollectorIngest:
     ) -> Workspace:
         try:
             workspace = self._directory.get_workspace(credential.workspace_id)
+            keys = self._directory.list_shared_keys(workspace.workspace_id)
         except WorkspaceNotFound:
-            # Same answer as a bad signature: an unauthenticated caller learns nothing about ids.
+            # Same answer, and the same HMAC work, as a bad signature: the caller learns nothing.
             workspace_log(log, credential.workspace_id).warning("authentication failed: unknown workspace")
-            raise AuthorizationFailed("The signature does not match the workspace key.") from None
+            workspace, keys = None, _DECOY_KEYS
         try:
             sharedkey.verify(
                 credential,
-                self._directory.get_shared_keys(workspace.workspace_id),
+                keys,
                 content_length=content_length,
                 content_type=content_type,
                 x_ms_date=x_ms_date,
             )
         except AuthorizationFailed:
-            workspace_log(log, workspace.workspace_id).warning("authentication failed: bad signature")
+            if workspace is not None:
+                workspace_log(log, workspace.workspace_id).warning("authentication failed: bad signature")
             raise
+        if workspace is None:
+            raise AuthorizationFailed("The signature does not match the workspace key.")
         return require_active(workspace)
 
 
@@ -249,7 +256,10 @@ def _check_api_version(value: str | None) -> None:
 
 
 def _check_size(content_length: str | None, actual: int) -> None:
-    declared = int(content_length) if content_length and content_length.isdigit() else 0
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    declared = (
+        int(content_length) if content_length and content_length.isascii() and content_length.isdigit() else 0
+    )
     if max(declared, actual) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"The body exceeds the {MAX_BODY_BYTES} byte limit of one post.")
 
@@ -280,15 +290,11 @@ def parse_body(raw: bytes, *, content_encoding: str | None, max_bytes: int = MAX
     encoding = (content_encoding or "identity").strip().lower()
     if encoding == "gzip":
         json_bytes = gunzip_bounded(raw, max_bytes=max_bytes)
-        stored = raw  # already gzip: stored as sent, no second compression
-    elif encoding == "identity":
-        json_bytes, stored = raw, b""
-    else:
-        raise UnsupportedContentType(f"Content-Encoding {encoding[:50]!r} is not supported; use gzip.")
-    record_count = count_records(json_bytes)
-    return ParsedBody(
-        json_bytes=json_bytes, stored_gzip=stored or gzip_bytes(json_bytes), record_count=record_count
-    )
+        return ParsedBody(json_bytes=json_bytes, stored_gzip=raw, record_count=count_records(json_bytes))
+    if encoding == "identity":
+        record_count = count_records(raw)  # validate before spending CPU on compression
+        return ParsedBody(json_bytes=raw, stored_gzip=gzip_bytes(raw), record_count=record_count)
+    raise UnsupportedContentType(f"Content-Encoding {encoding[:50]!r} is not supported; use gzip.")
 
 
 def count_records(json_bytes: bytes) -> int:

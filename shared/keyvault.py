@@ -15,11 +15,7 @@ from azure.core.exceptions import (
 )
 from azure.keyvault.secrets import SecretClient
 
-from shared.errors import NotFound, ServiceUnavailable
-
-
-class SecretStoreUnavailable(ServiceUnavailable):
-    pass
+from shared.errors import NotFound, SecretStoreUnavailable
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import orjson
 
 from shared.aggregate import UsageRow, hourly_volume
-from shared.errors import BlobNotFound, SluiceError
+from shared.errors import BlobNotFound, CorruptBlob
 from shared.ids import RawBlobName, workspace_of_container
 from shared.rawstore import MAX_BODY_BYTES, RawStore, gunzip_bounded
 from shared.telemetry import workspace_log
@@ -22,12 +22,6 @@ BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 _SUBJECT_PREFIX = "/blobServices/default/containers/"
 
 log = logging.getLogger("sluice.processing")
-
-
-class CorruptBlob(SluiceError):
-    """A raw blob whose content does not match its metadata; retried, then dead-lettered."""
-
-    code = "CorruptBlob"
 
 
 @dataclass(frozen=True, slots=True)

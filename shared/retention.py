@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+from shared.errors import RetentionIncomplete, SluiceError
 from shared.plans import PLAN_LIMITS
 from shared.rawstore import RawStore
 from shared.telemetry import workspace_log
@@ -19,7 +20,7 @@ log = logging.getLogger("sluice.retention")
 def expired_days(days: Iterable[date], *, now: datetime, retention_days: int) -> list[date]:
     """Days whose last instant is older than `now - retention_days`: day D ends at D+1 00:00 UTC, so it
     is wholly expired when D+1 <= (now - window).date(), i.e. D < (now - window).date()."""
-    cutoff = (now - timedelta(days=retention_days)).date()
+    cutoff = (now.astimezone(UTC) - timedelta(days=retention_days)).date()
     return sorted(day for day in days if day < cutoff)
 
 
@@ -47,4 +48,19 @@ def purge_raw(workspace: Workspace, *, now: datetime, raw_store: RawStore) -> Pu
 
 
 def run_retention(*, now: datetime, registry: WorkspaceRegistry, raw_store: RawStore) -> list[PurgeReport]:
-    return [purge_raw(workspace, now=now, raw_store=raw_store) for workspace in registry.list_workspaces()]
+    """Every workspace gets its run even if another one fails; the failures are raised together at the
+    end, so the timer's invocation is marked failed and the log says which workspaces were skipped."""
+    reports: list[PurgeReport] = []
+    failed: dict[str, SluiceError] = {}
+    for workspace in registry.list_workspaces():
+        try:
+            reports.append(purge_raw(workspace, now=now, raw_store=raw_store))
+        except SluiceError as error:
+            workspace_log(log, workspace.workspace_id).error("retention failed: %s", error.message)
+            failed[workspace.workspace_id] = error
+    if failed:
+        raise RetentionIncomplete(
+            f"Retention failed for {len(failed)} workspace(s): {', '.join(sorted(failed))}.",
+            reports=reports,
+        )
+    return reports

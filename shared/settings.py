@@ -93,7 +93,7 @@ class Settings:
             secrets=_secrets(env),
             trust_forwarded_client_cert=_bool(env, TRUST_CLIENT_CERT_SETTING),
             tokens=_tokens(env),
-            log_level=env.get(LOG_LEVEL_SETTING, DEFAULT_LOG_LEVEL).upper(),
+            log_level=_log_level(env),
             appinsights_connection_string=env.get(APPINSIGHTS_SETTING) or None,
         )
 
@@ -102,6 +102,15 @@ def _required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "").strip()
     if not value:
         raise ConfigurationError(f"Missing setting {name}.")
+    return value
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    value = env.get(LOG_LEVEL_SETTING, DEFAULT_LOG_LEVEL).strip().upper()
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigurationError(
+            f"Setting {LOG_LEVEL_SETTING}={value!r}: expected DEBUG, INFO, WARNING or ERROR."
+        )
     return value
 
 

@@ -12,8 +12,8 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from email.utils import format_datetime, parsedate_to_datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 from shared.errors import AuthorizationFailed
 from shared.ids import parse_workspace_id
@@ -21,6 +21,7 @@ from shared.ids import parse_workspace_id
 RESOURCE = "/api/logs"
 MAX_CLOCK_SKEW = timedelta(minutes=15)
 SCHEME = "SharedKey"
+RFC1123_FORMAT = "%a, %d %b %Y %H:%M:%S GMT"
 
 
 def string_to_sign(*, content_length: int, content_type: str, x_ms_date: str) -> str:
@@ -37,7 +38,7 @@ def decode_key(key_b64: str) -> bytes:
 
 
 def rfc1123(moment: datetime) -> str:
-    return format_datetime(moment, usegmt=True)
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
 
 
 def authorization_header(
@@ -74,14 +75,13 @@ def parse_authorization(header: str | None) -> SharedKeyCredential:
 
 
 def check_date(x_ms_date: str | None, *, now: datetime) -> None:
+    """RFC 1123 in GMT, as the API documents it (`Sun, 22 Nov 2026 13:37:05 GMT`), within 15 minutes."""
     if not x_ms_date:
         raise AuthorizationFailed("The x-ms-date header is missing.")
     try:
-        sent = parsedate_to_datetime(x_ms_date)
-    except (TypeError, ValueError):
-        raise AuthorizationFailed("The x-ms-date header is not an RFC 1123 date.") from None
-    if sent.tzinfo is None:
-        raise AuthorizationFailed("The x-ms-date header must be in GMT.")
+        sent = datetime.strptime(x_ms_date, RFC1123_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise AuthorizationFailed("The x-ms-date header must be an RFC 1123 date in GMT.") from None
     if abs(now - sent) > MAX_CLOCK_SKEW:
         raise AuthorizationFailed("The x-ms-date header is more than 15 minutes away from the server's time.")
 

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from shared.cache import TtlCache
-from shared.errors import NotFound
+from shared.errors import NotFound, WorkspaceNotFound
 from shared.ids import new_workspace_id
 from shared.plans import DEFAULT_PLAN, Plan
 from shared.sharedkey import decode_key
@@ -136,21 +136,31 @@ def all_secret_names(workspace_id: str) -> list[str]:
 
 
 class WorkspaceDirectory:
-    """What authentication asks about a workspace, cached for a short TTL."""
+    """What authentication asks about a workspace, cached for a short TTL. Unknown ids are cached too,
+    so a flood of made-up ids costs one registry read per id and TTL, not one per request."""
 
     def __init__(
         self, *, registry: WorkspaceRegistry, secrets: SecretStore, cache_ttl_seconds: float
     ) -> None:
         self._registry = registry
         self._secrets = secrets
-        self._workspaces: TtlCache[str, Workspace] = TtlCache(ttl_seconds=cache_ttl_seconds)
+        self._workspaces: TtlCache[str, Workspace | None] = TtlCache(ttl_seconds=cache_ttl_seconds)
         self._keys: TtlCache[str, tuple[bytes, ...]] = TtlCache(ttl_seconds=cache_ttl_seconds)
 
     def get_workspace(self, workspace_id: str) -> Workspace:
-        return self._workspaces.get_or_load(workspace_id, self._registry.get_workspace)
+        workspace = self._workspaces.get_or_load(workspace_id, self._find_workspace)
+        if workspace is None:
+            raise WorkspaceNotFound(f"Workspace {workspace_id} does not exist.")
+        return workspace
 
-    def get_shared_keys(self, workspace_id: str) -> tuple[bytes, ...]:
+    def list_shared_keys(self, workspace_id: str) -> tuple[bytes, ...]:
         return self._keys.get_or_load(workspace_id, self._load_keys)
+
+    def _find_workspace(self, workspace_id: str) -> Workspace | None:
+        try:
+            return self._registry.get_workspace(workspace_id)
+        except WorkspaceNotFound:
+            return None
 
     def _load_keys(self, workspace_id: str) -> tuple[bytes, ...]:
         keys = []

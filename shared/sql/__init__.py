@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from shared.aggregate import UsageRow
-from shared.errors import DatabaseUnavailable
+from shared.errors import DatabaseError, DatabaseUnavailable
 from shared.processing import LedgerEntry
 from shared.settings import SqlDialect
 
@@ -199,10 +199,12 @@ class Database:
             except BaseException as error:
                 with suppress(Exception):  # a broken connection may not roll back; it is dropped below
                     connection.rollback()
-                if _is_connection_error(error):
+                if not _is_driver_error(error):
+                    raise
+                if _is_transient(error):
                     self._drop_connection()
-                    raise DatabaseUnavailable(f"The {self.dialect} connection failed: {error}") from error
-                raise
+                    raise DatabaseUnavailable(f"The {self.dialect} database failed: {error}") from error
+                raise DatabaseError(f"The {self.dialect} database refused a statement: {error}") from error
 
     def _drop_connection(self) -> None:
         if self._connection is not None:
@@ -211,14 +213,29 @@ class Database:
             self._connection = None
 
 
-def _is_connection_error(error: BaseException) -> bool:
-    if "closed" in str(error).lower():  # sqlite3 and pyodbc both say so of a connection closed under us
+# Azure SQL's transient errors (throttling, failover, deadlock victim) by native error number.
+_TRANSIENT_SQL_SERVER_ERRORS = frozenset(
+    {"1205", "4060", "4221", "40143", "40197", "40501", "40540", "40613", "49918", "49919", "49920"}
+)
+_NATIVE_ERROR = re.compile(r"\((\d{4,5})\)")
+
+
+def _is_driver_error(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.Error) or type(error).__module__ == "pyodbc"
+
+
+def _is_transient(error: BaseException) -> bool:
+    """Worth retrying on a new connection: the connection broke, or the server asked us to come back."""
+    message = str(error)
+    if "closed" in message.lower():  # sqlite3 and pyodbc both say so of a connection closed under us
         return True
-    if isinstance(error, sqlite3.OperationalError):
-        return "locked" in str(error) or "busy" in str(error)
-    # pyodbc is imported lazily; SQLSTATE class 08 is "connection exception".
-    state = getattr(error, "args", ("",))[0] if type(error).__module__ == "pyodbc" else ""
-    return isinstance(state, str) and (state.startswith("08") or state in ("HYT00", "HYT01"))
+    if isinstance(error, sqlite3.Error):
+        return isinstance(error, sqlite3.OperationalError) and ("locked" in message or "busy" in message)
+    # SQLSTATE class 08 = connection exception, 40 = transaction rollback (serialization, deadlock).
+    state = error.args[0] if error.args and isinstance(error.args[0], str) else ""
+    if state[:2] in ("08", "40") or state in ("HYT00", "HYT01"):
+        return True
+    return any(number in _TRANSIENT_SQL_SERVER_ERRORS for number in _NATIVE_ERROR.findall(message))
 
 
 def _connect_sqlite(path: str) -> sqlite3.Connection:

@@ -23,8 +23,8 @@ import ingest_http
 import process_blob
 import retention_timer
 from shared.aggregate import UsageRow
+from shared.errors import CorruptBlob
 from shared.plans import Plan
-from shared.processing import CorruptBlob
 from shared.retention import PurgeReport, run_retention
 from shared.workspaces import Workspace, WorkspaceState, new_shared_key, shared_key_secret_name
 from tests.support.datacollector import blob_created_event, signed_request, timer_request

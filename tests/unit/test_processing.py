@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from shared.aggregate import UsageRow, hourly_volume
-from shared.processing import BlobCreated, CorruptBlob, Outcome, parse_blob_created, process_blob_created
+from shared.errors import CorruptBlob
+from shared.processing import BlobCreated, Outcome, parse_blob_created, process_blob_created
 from tests.unit.fakes import MemoryRawStore, MemorySink
 
 WS = "0c6d2a44-2a3f-4f3e-9c7e-1a2b3c4d5e6f"
@@ -101,3 +102,19 @@ def test_given_odd_computer_values_when_aggregating_then_text_and_bounded() -> N
         [{"Computer": 7}, {"Computer": "x" * 300}, {"Computer": None}], hour=HOUR, log_type="T"
     )
     assert sorted(r.computer for r in rows) == ["", "7", "x" * 256]
+
+
+@pytest.mark.parametrize(
+    ("computer", "key"),
+    [
+        ("a\u0000b", "ab"),  # PostgreSQL refuses NUL in text
+        ("web-1  ", "web-1"),  # SQL Server ignores trailing blanks when comparing
+        ("\x1b[31mred", "[31mred"),
+        ("\U0001f600" * 200, "\U0001f600" * 128),  # 256 UTF-16 code units, the T-SQL column's width
+    ],
+)
+def test_given_computer_names_databases_compare_differently_when_aggregating_then_one_portable_key(
+    computer: str, key: str
+) -> None:
+    (row,) = hourly_volume([{"Computer": computer}], hour=HOUR, log_type="T")
+    assert row.computer == key

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,8 +13,11 @@ from shared.retention import expired_days, purge_raw
 from shared.workspaces import Workspace, WorkspaceState
 from tests.unit.fakes import MemoryRawStore
 
+# Any time zone: the window is counted in UTC days whatever offset the caller's clock carries.
 moments = st.datetimes(
-    min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 31), timezones=st.just(UTC)
+    min_value=datetime(2020, 1, 1),
+    max_value=datetime(2035, 12, 31),
+    timezones=st.sampled_from([UTC, *(timezone(timedelta(minutes=m)) for m in (-720, -300, 330, 840))]),
 )
 day_sets = st.sets(st.dates(min_value=date(2019, 1, 1), max_value=date(2036, 1, 1)), max_size=60)
 

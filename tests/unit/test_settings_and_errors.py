@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 
+import shared
 from shared import errors
 from shared.errors import ConfigurationError, http_status
 from shared.settings import AZURITE_CONNECTION_STRING, Settings, SqlDialect
@@ -54,10 +58,17 @@ def test_given_unknown_dialect_when_reading_then_allowed_values_listed() -> None
 
 
 def all_error_classes() -> list[type[errors.SluiceError]]:
+    # Import every module of the package first, so an error class defined anywhere is found.
+    for module in pkgutil.walk_packages(shared.__path__, "shared."):
+        importlib.import_module(module.name)
     found = [errors.SluiceError]
     for cls in found:
         found.extend(cls.__subclasses__())
-    return [c for c in found if c.__module__ == errors.__name__]
+    return found
+
+
+def test_given_every_error_class_then_it_lives_in_the_one_error_module() -> None:
+    assert {c.__module__ for c in all_error_classes()} == {errors.__name__}
 
 
 def test_given_error_tree_when_mapping_then_codes_distinct_and_client_errors_4xx() -> None:

@@ -82,3 +82,54 @@ def test_given_date_within_skew_when_checking_then_accepted(offset: timedelta) -
 def test_given_missing_or_bad_date_when_checking_then_refused(value: str | None) -> None:
     with pytest.raises(AuthorizationFailed):
         sharedkey.check_date(value, now=NOW)
+
+
+def test_given_several_keys_when_verifying_then_every_key_is_compared_in_constant_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+    real = hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        calls.append(1)
+        return real(a, b)
+
+    monkeypatch.setattr(sharedkey.hmac, "compare_digest", counting)
+    date = sharedkey.rfc1123(NOW)
+    header = sharedkey.authorization_header(
+        WORKSPACE, KEY, content_length=3, content_type="application/json", x_ms_date=date
+    )
+    keys = [base64.b64decode(KEY), b"x" * 64]
+
+    sharedkey.verify(
+        sharedkey.parse_authorization(header),
+        keys,
+        content_length=3,
+        content_type="application/json",
+        x_ms_date=date,
+    )
+
+    assert len(calls) == len(keys), "the first match must not stop the comparison of the others"
+
+
+def test_given_wrong_key_when_verifying_then_refused() -> None:
+    date = sharedkey.rfc1123(NOW)
+    header = sharedkey.authorization_header(
+        WORKSPACE, KEY, content_length=3, content_type="application/json", x_ms_date=date
+    )
+    with pytest.raises(AuthorizationFailed, match="does not match"):
+        sharedkey.verify(
+            sharedkey.parse_authorization(header),
+            [b"w" * 64],
+            content_length=3,
+            content_type="application/json",
+            x_ms_date=date,
+        )
+
+
+@pytest.mark.parametrize(
+    "value", ["Sun, 22 Nov 2026 07:00:00 -0500", "2026-11-22T12:00:00Z", "Sun, 22 Nov 2026 12:00:00 UTC"]
+)
+def test_given_date_not_in_rfc1123_gmt_when_checking_then_refused(value: str) -> None:
+    with pytest.raises(AuthorizationFailed, match="RFC 1123"):
+        sharedkey.check_date(value, now=NOW)
