@@ -13,6 +13,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bench.auth import DEFAULT_ITERATIONS as AUTH_ITERATIONS
+from bench.auth import auth_lines, run_auth_benchmark
 from bench.coldstart import DEFAULT_RUNS, run_cold_start_benchmark
 from bench.ingest import DEFAULT_ITERATIONS, run_ingest_benchmark
 from bench.report import as_json, cold_start_lines, ingest_lines
@@ -33,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_RUNS,
         help=f"fresh processes per cold-start figure, the median is reported (default {DEFAULT_RUNS})",
     )
-    parser.add_argument("--only", choices=("ingest", "cold-start"), help="run one benchmark only")
+    parser.add_argument("--only", choices=("ingest", "auth", "cold-start"), help="run one benchmark only")
     args = parser.parse_args(argv)
     if args.iterations < 1 or args.cold_start_runs < 1:
         parser.error("--iterations and --cold-start-runs must be at least 1")
@@ -71,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
             ingest_results = run_ingest_benchmark(iterations=args.iterations, work_dir=Path(work_dir))
         print()
         print("\n".join(ingest_lines(ingest_results)), flush=True)
+    auth_figures = None
+    if args.only in (None, "auth"):
+        with tempfile.TemporaryDirectory(prefix="sluice-bench-") as work_dir:
+            auth_figures = run_auth_benchmark(iterations=AUTH_ITERATIONS, work_dir=Path(work_dir))
+        print()
+        print("\n".join(auth_lines(auth_figures)), flush=True)
     cold_start_result = None
     if args.only in (None, "cold-start"):
         cold_start_result = run_cold_start_benchmark(runs=args.cold_start_runs)
@@ -78,6 +86,17 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(cold_start_lines(cold_start_result)), flush=True)
     if args.json is not None:
         document = as_json(ingest=ingest_results, cold_start=cold_start_result, machine=machine)
+        if auth_figures is not None:
+            document["auth"] = [
+                {
+                    "name": f.name,
+                    "microseconds": round(f.microseconds, 1),
+                    "baseline": f.baseline_name,
+                    "baseline_microseconds": round(f.baseline_microseconds, 1),
+                    "ratio": round(f.ratio, 2),
+                }
+                for f in auth_figures
+            ]
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"\nfigures written to {args.json}")
     return 0
