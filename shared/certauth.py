@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import jwt
 import orjson
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from shared.agents import Agent, AgentRegistry, AgentState, thumbprint
 from shared.errors import AgentNotFound, AuthorizationFailed
@@ -32,7 +33,7 @@ from shared.sharedkey import MAX_CLOCK_SKEW
 
 FORWARDED_CERT_HEADER = "X-ARR-ClientCert"
 ASSERTION_MAX_LIFETIME = timedelta(minutes=10)
-ASSERTION_ALGORITHMS = ("RS256", "PS256", "ES256", "ES384", "ES512")
+_EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 BODY_HASH_CLAIM = "body_sha256"
 _TOKEN_ID = re.compile(r"[A-Za-z0-9._~-]{8,128}")
 
@@ -87,22 +88,24 @@ class CertificateAuthenticator:
 
     def _assertion(self, workspace_id: str, token: str, *, audience: str, body: bytes) -> Agent:
         agent = self._active_agent(workspace_id, _x5t_s256(_unverified_header(token)))
-        now = self._clock()
+        key = agent.certificate().public_key()
         try:
+            # Times are checked below against the injected clock, not PyJWT's own.
             claims: dict[str, Any] = jwt.decode(
                 token,
-                agent.certificate().public_key(),  # type: ignore[arg-type]
-                algorithms=list(ASSERTION_ALGORITHMS),
+                key,  # type: ignore[arg-type]
+                algorithms=_algorithms_for(key),
                 audience=audience,
-                leeway=MAX_CLOCK_SKEW,
-                options={"require": ["exp", "iat", "jti", "iss", "sub", "aud", BODY_HASH_CLAIM]},
+                options={
+                    "require": ["exp", "iat", "jti", "iss", "sub", "aud", BODY_HASH_CLAIM],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
-        except jwt.PyJWTError as error:
+        except (jwt.PyJWTError, TypeError, ValueError) as error:
             raise AuthorizationFailed(f"The client assertion is not valid: {error}.") from None
-        issued = datetime.fromtimestamp(claims["iat"], UTC)
-        expires = datetime.fromtimestamp(claims["exp"], UTC)
-        if expires - issued > ASSERTION_MAX_LIFETIME or issued > now + MAX_CLOCK_SKEW:
-            raise AuthorizationFailed("A client assertion may live at most 10 minutes from its iat.")
+        expires = self._check_times(claims)
         if claims["iss"] != agent.agent_id or claims["sub"] != agent.agent_id:
             raise AuthorizationFailed("The client assertion's iss and sub must be the agent id.")
         claimed_hash = str(claims[BODY_HASH_CLAIM])
@@ -115,6 +118,28 @@ class CertificateAuthenticator:
             raise AuthorizationFailed("This client assertion was already used.")
         return agent
 
+    def _check_times(self, claims: Mapping[str, Any]) -> datetime:
+        """iat, nbf, exp against this service's clock with 15 minutes of skew; lifetime at most 10 minutes.
+        Returns the expiry."""
+        times: dict[str, float] = {}
+        for name in ("iat", "exp", "nbf"):
+            value = claims.get(name)
+            if value is None and name == "nbf":
+                continue
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise AuthorizationFailed("The client assertion's iat, nbf and exp must be numeric dates.")
+            times[name] = float(value)
+        now = self._clock().timestamp()
+        skew = MAX_CLOCK_SKEW.total_seconds()
+        issued, expires = times["iat"], times["exp"]
+        if expires - issued > ASSERTION_MAX_LIFETIME.total_seconds():
+            raise AuthorizationFailed("A client assertion may live at most 10 minutes from its iat.")
+        if issued > now + skew or times.get("nbf", issued) > now + skew:
+            raise AuthorizationFailed("The client assertion is not valid yet (iat or nbf in the future).")
+        if expires < now - skew:
+            raise AuthorizationFailed("The client assertion has expired.")
+        return datetime.fromtimestamp(expires, UTC)
+
     def _active_agent(self, workspace_id: str, certificate_thumbprint: str) -> Agent:
         try:
             agent = self._agents.get_agent(workspace_id, certificate_thumbprint)
@@ -125,6 +150,16 @@ class CertificateAuthenticator:
         if not agent.not_before <= self._clock() <= agent.not_after:
             raise AuthorizationFailed("The agent's certificate is expired or not yet valid.")
         return agent
+
+
+def _algorithms_for(key: object) -> list[str]:
+    """Only the algorithms the certificate's key type can verify, so an RSA certificate never sees an
+    EC algorithm (PyJWT raises TypeError there) and no HMAC algorithm is ever possible."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return ["RS256", "PS256"]
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return [_EC_ALGORITHMS.get(key.curve.name, "ES256")]
+    raise AuthorizationFailed("The registered certificate's key cannot verify client assertions.")
 
 
 def _unverified_header(token: str) -> Mapping[str, Any]:

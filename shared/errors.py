@@ -8,28 +8,39 @@
     │   │   ├── MissingContentType, UnsupportedContentType
     │   │   ├── MissingLogType, InvalidLogType
     │   │   ├── InvalidDataFormat          body is not a JSON object or array of objects
-    │   │   └── InvalidCertificate         enrollment: not a usable public X.509 certificate
+    │   │   ├── InvalidCertificate         enrollment: not a usable public X.509 certificate
+    │   │   └── InvalidStream              Logs Ingestion: the stream is not `Custom-<Table>_CL`
+    │   ├── InvalidToken                   401 InvalidAuthenticationToken: bearer token missing or invalid
+    │   │   ├── TokenExpired               401 its exp is more than 15 minutes past
+    │   │   └── InvalidAudience            401 its aud is not https://monitor.azure.com
     │   ├── AuthorizationFailed            403 InvalidAuthorization (also: unknown workspace)
+    │   │   └── OperationFailed            403 Logs Ingestion: principal not granted on the DCR (or no
+    │   │                                      such DCR), or the stream is not the DCR's
     │   ├── InactiveCustomer               403 workspace exists but is disabled
     │   └── PayloadTooLarge                413
+    │       └── ContentLengthLimitExceeded Logs Ingestion: over 1 MB, as sent or decompressed
     ├── ServiceUnavailable                 503 + Retry-After: a dependency is down, nothing was stored
     │   ├── StorageUnavailable
     │   ├── SecretStoreUnavailable
-    │   └── DatabaseUnavailable
+    │   ├── DatabaseUnavailable
+    │   └── TokenKeysUnavailable           the token issuer's JWKS cannot be fetched or read
     ├── Conflict                           409: a thing that must be new exists already
     │   └── BlobAlreadyExists              raw blobs are never overwritten
     ├── StorageRejected                    500: storage refused a call (a missing role, a bad request)
+    ├── SecretStoreRejected                500: Key Vault refused the app's identity (401/403)
     ├── DatabaseError                      500: the database refused a statement (not transient)
     ├── CorruptBlob                        500: a raw blob's content does not match its metadata
     ├── RetentionIncomplete                retention could not purge some workspaces (others were purged)
     ├── NotFound                           a named thing does not exist (SDK 404s translated here)
     │   ├── WorkspaceNotFound
     │   ├── AgentNotFound
-    │   └── BlobNotFound
+    │   ├── BlobNotFound
+    │   └── DataCollectionRuleNotFound
     └── ConfigurationError                 a setting is missing or malformed (fail fast at start)
 
-Error codes follow Azure Monitor's HTTP Data Collector API where one exists, so existing clients see
-the codes they already handle. Azure SDK exceptions are translated into this tree by the adapters.
+Error codes follow Azure Monitor's HTTP Data Collector API and Logs Ingestion API where one exists, so
+existing clients see the codes they already handle. Azure SDK exceptions are translated into this tree
+by the adapters.
 """
 
 from __future__ import annotations
@@ -92,8 +103,30 @@ class InvalidCertificate(BadRequest):
     code = "InvalidCertificate"
 
 
+class InvalidStream(BadRequest):
+    code = "InvalidStream"
+
+
+class InvalidToken(RequestRejected):
+    """Authentication (not authorization) failed: 401, as Azure's Logs Ingestion endpoint answers."""
+
+    code = "InvalidAuthenticationToken"
+
+
+class TokenExpired(InvalidToken):
+    code = "TokenExpired"
+
+
+class InvalidAudience(InvalidToken):
+    code = "InvalidAudience"
+
+
 class AuthorizationFailed(RequestRejected):
     code = "InvalidAuthorization"
+
+
+class OperationFailed(AuthorizationFailed):
+    code = "OperationFailed"
 
 
 class InactiveCustomer(RequestRejected):
@@ -102,6 +135,10 @@ class InactiveCustomer(RequestRejected):
 
 class PayloadTooLarge(RequestRejected):
     code = "RequestEntityTooLarge"
+
+
+class ContentLengthLimitExceeded(PayloadTooLarge):
+    code = "ContentLengthLimitExceeded"
 
 
 class ServiceUnavailable(SluiceError):
@@ -126,8 +163,16 @@ class DatabaseUnavailable(ServiceUnavailable):
     pass
 
 
+class TokenKeysUnavailable(ServiceUnavailable):
+    pass
+
+
 class StorageRejected(SluiceError):
     code = "StorageRejected"
+
+
+class SecretStoreRejected(SluiceError):
+    code = "SecretStoreRejected"
 
 
 class DatabaseError(SluiceError):
@@ -172,6 +217,10 @@ class BlobNotFound(NotFound):
     code = "BlobNotFound"
 
 
+class DataCollectionRuleNotFound(NotFound):
+    code = "DataCollectionRuleNotFound"
+
+
 class ConfigurationError(SluiceError):
     code = "ConfigurationError"
 
@@ -181,6 +230,7 @@ HTTP_STATUS: dict[type[SluiceError], int] = {
     SluiceError: 500,
     RequestRejected: 400,
     BadRequest: 400,
+    InvalidToken: 401,
     AuthorizationFailed: 403,
     InactiveCustomer: 403,
     PayloadTooLarge: 413,

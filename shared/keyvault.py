@@ -9,13 +9,14 @@ from contextlib import contextmanager
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
+    ResourceExistsError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
 from azure.keyvault.secrets import SecretClient
 
-from shared.errors import NotFound, SecretStoreUnavailable
+from shared.errors import Conflict, NotFound, SecretStoreRejected, SecretStoreUnavailable
 
 
 @contextmanager
@@ -24,13 +25,18 @@ def _translated(what: str) -> Iterator[None]:
         yield
     except ResourceNotFoundError:
         raise
+    except ResourceExistsError as error:
+        raise Conflict(
+            f"Key Vault refused {what}: the name is soft-deleted; recover or purge it first."
+        ) from error
     except (ServiceRequestError, ServiceResponseError) as error:
         raise SecretStoreUnavailable(f"Key Vault is unreachable while {what}.") from error
     except AzureError as error:
         status = getattr(error, "status_code", None)
         if status is None or status >= 500 or status in (408, 429):
             raise SecretStoreUnavailable(f"Key Vault failed while {what} (status {status}).") from error
-        raise
+        # 401/403: the identity or its role is wrong. Never NotFound, which would read as "no key".
+        raise SecretStoreRejected(f"Key Vault refused {what} (status {status}).") from error
 
 
 class KeyVaultSecretStore:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import secrets as token_source
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,12 +141,21 @@ class WorkspaceDirectory:
     so a flood of made-up ids costs one registry read per id and TTL, not one per request."""
 
     def __init__(
-        self, *, registry: WorkspaceRegistry, secrets: SecretStore, cache_ttl_seconds: float
+        self,
+        *,
+        registry: WorkspaceRegistry,
+        secrets: SecretStore,
+        cache_ttl_seconds: float,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registry = registry
         self._secrets = secrets
-        self._workspaces: TtlCache[str, Workspace | None] = TtlCache(ttl_seconds=cache_ttl_seconds)
-        self._keys: TtlCache[str, tuple[bytes, ...]] = TtlCache(ttl_seconds=cache_ttl_seconds)
+        self._workspaces: TtlCache[str, Workspace | None] = TtlCache(
+            ttl_seconds=cache_ttl_seconds, monotonic=monotonic
+        )
+        self._keys: TtlCache[str, tuple[bytes, ...]] = TtlCache(
+            ttl_seconds=cache_ttl_seconds, monotonic=monotonic
+        )
 
     def get_workspace(self, workspace_id: str) -> Workspace:
         workspace = self._workspaces.get_or_load(workspace_id, self._find_workspace)
