@@ -7,6 +7,7 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 STAMP_APT := .local/.apt-installed
 APT_PACKAGES := unixodbc unixodbc-dev odbc-postgresql postgresql
+FUNCTION_FOLDERS := $(patsubst %/function.json,%,$(wildcard */function.json))
 
 .PHONY: run test lint typecheck unit bench deps clean
 
@@ -46,7 +47,7 @@ lint: $(STAMP_PY)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP_PY)
-	$(VENV)/bin/mypy shared devhost ingest_http process_blob retention_timer bench
+	$(VENV)/bin/mypy shared devhost bench $(FUNCTION_FOLDERS)
 
 test: deps lint typecheck
 	$(VENV)/bin/pytest

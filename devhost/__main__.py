@@ -1,5 +1,6 @@
 """`python -m devhost` (`make run`): Azurite, then every function folder of the app on local parts:
-HTTP triggers over HTTPS, BlobCreated events from Azurite, timers. SIGINT or SIGTERM stops it all."""
+HTTP triggers over HTTPS (with optional TLS client certificates forwarded as App Service forwards them),
+BlobCreated events from Azurite, timers. SIGINT or SIGTERM stops it all."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import signal
 import ssl
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
 from devhost.azurite import REPO_ROOT, Azurite, AzuritePorts, is_listening
 from devhost.certs import ensure_tls_files
+from devhost.clientcerts import ClientCertificateTrust
 from devhost.demo import DEMO_FILE, write_demo_workspace
 from devhost.events import BlobCreatedDispatcher, Receipts, StorageBlobSource
 from devhost.functions import FunctionLoadError, FunctionSpec, discover
@@ -26,8 +28,8 @@ from devhost.timers import TimerScheduler
 from shared.azure_storage import blob_service
 from shared.errors import SluiceError
 from shared.localsettings import EXAMPLE_SETTINGS_FILE, LOCAL_SETTINGS_FILE, load_local_settings
-from shared.runtime import reset_services, services
-from shared.settings import Settings
+from shared.runtime import Services, reset_services, services
+from shared.settings import TRUST_CLIENT_CERT_SETTING, Settings
 from shared.telemetry import install_json_logging
 
 DEFAULT_PORT = 7071
@@ -69,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Before any function is imported, so services() sees them; variables already set win.
     if not load_local_settings(REPO_ROOT / LOCAL_SETTINGS_FILE):
         load_local_settings(REPO_ROOT / EXAMPLE_SETTINGS_FILE)
+    # This host sets X-ARR-ClientCert itself and removes clients' copies, so the app may trust it; an
+    # explicit false is kept, to run the app as on a plan without client certificates.
+    os.environ.setdefault(TRUST_CLIENT_CERT_SETTING, "true")
     try:
         settings = Settings.from_env()
     except SluiceError as error:
@@ -102,11 +107,12 @@ def serve(
         # Locally the host migrates; in Azure a deployment step does.
         current.database.migrate()
 
+        trust = ClientCertificateTrust(tls, lambda: registered_certificates(current))
+        trust.reload()
         by_trigger = _by_trigger(discover(REPO_ROOT, os.environ))
         prefix = route_prefix(REPO_ROOT / "host.json")
-        server = start_http(
-            stack, by_trigger.get("httpTrigger", []), prefix=prefix, port=port, tls=tls.server_context()
-        )
+        http_functions = [trust.reloading_after_enrollment(f) for f in by_trigger.get("httpTrigger", [])]
+        server = start_http(stack, http_functions, prefix=prefix, port=port, tls=trust.context)
         for function in by_trigger.get("eventGridTrigger", []):
             dispatcher = BlobCreatedDispatcher(
                 function,
@@ -132,6 +138,15 @@ def serve(
         log.info("stopping")
 
 
+def registered_certificates(current: Services) -> list[str]:
+    """The PEM of every agent certificate in the registry, whatever its workspace and state."""
+    return [
+        agent.certificate_pem
+        for workspace in current.registry.list_workspaces()
+        for agent in current.agents.list_agents(workspace.workspace_id)
+    ]
+
+
 def _by_trigger(functions: list[FunctionSpec]) -> dict[str, list[FunctionSpec]]:
     grouped: dict[str, list[FunctionSpec]] = {}
     for function in functions:
@@ -143,7 +158,12 @@ def _by_trigger(functions: list[FunctionSpec]) -> dict[str, list[FunctionSpec]]:
 
 
 def start_http(
-    stack: ExitStack, functions: list[FunctionSpec], *, prefix: str, port: int, tls: ssl.SSLContext
+    stack: ExitStack,
+    functions: list[FunctionSpec],
+    *,
+    prefix: str,
+    port: int,
+    tls: Callable[[], ssl.SSLContext],
 ) -> FunctionHttpServer:
     routes = [http_route(f.name, f.trigger, prefix=prefix) for f in functions]
     try:

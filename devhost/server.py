@@ -2,15 +2,18 @@
 the function's `HttpResponse` is written back as the Functions host would write it. Bodies are capped
 at MAX_BODY_BYTES; header reading is bounded by http.server (100 headers, 64 KiB lines) and the socket
 timeout; TLS handshakes run in each connection's thread; a failing function is a 500 while the server
-keeps serving."""
+keeps serving. As App Service's front end does, the client's TLS certificate, if it sent one, is passed
+to the function base64 DER in `X-ARR-ClientCert`, and a copy of that header sent by the client itself
+is always removed (see clientcerts.py for which certificates the handshake accepts)."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import socket
 import ssl
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -26,6 +29,8 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 SOCKET_TIMEOUT_SECONDS = 30.0
 # Framing is this server's job: a function's own values for these would corrupt the connection.
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+# Set only by this host, from the TLS handshake; lower case like every header passed to functions.
+CLIENT_CERT_HEADER = "x-arr-clientcert"
 
 log = logging.getLogger("sluice.devhost.http")
 
@@ -46,8 +51,15 @@ class FunctionHttpServer(ThreadingHTTPServer):
     request_queue_size = 128  # socketserver's 5 refuses connections under a burst of agents
 
     def __init__(
-        self, port: int, *, functions: Mapping[str, FunctionSpec], router: Router, tls: ssl.SSLContext
+        self,
+        port: int,
+        *,
+        functions: Mapping[str, FunctionSpec],
+        router: Router,
+        tls: Callable[[], ssl.SSLContext],
     ) -> None:
+        """`tls` is asked for the context of each new connection, so a rebuilt one (a new trust store
+        for client certificates) applies from the next connection on."""
         self.functions = functions
         self.router = router
         self._tls = tls
@@ -61,7 +73,7 @@ class FunctionHttpServer(ThreadingHTTPServer):
         connection, address = super().get_request()
         # The handshake happens later, in the connection's own thread under its timeout, so a client
         # that connects and stays silent cannot stall the accept loop for everyone else.
-        return self._tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False), address
+        return self._tls().wrap_socket(connection, server_side=True, do_handshake_on_connect=False), address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
@@ -73,6 +85,7 @@ class FunctionHttpServer(ThreadingHTTPServer):
 
 class FunctionRequestHandler(BaseHTTPRequestHandler):
     server: FunctionHttpServer
+    connection: ssl.SSLSocket  # get_request wraps every accepted socket
     protocol_version = "HTTP/1.1"
     server_version = "sluice-devhost"
     timeout = SOCKET_TIMEOUT_SECONDS
@@ -120,7 +133,7 @@ class FunctionRequestHandler(BaseHTTPRequestHandler):
         request = func.HttpRequest(
             self.command,
             self.server.origin + self.path,
-            headers=_joined(((k.lower(), v) for k, v in self.headers.items()), ", "),
+            headers=self._function_headers(),
             params=_joined(parse_qsl(target.query, keep_blank_values=True), ","),
             route_params=match.params,
             body=body,
@@ -134,6 +147,15 @@ class FunctionRequestHandler(BaseHTTPRequestHandler):
             self._send_refusal(HostRefusal(500, "InternalServerError", "The function failed."))
             return
         self._send_function_response(response)
+
+    def _function_headers(self) -> dict[str, str]:
+        headers = _joined(
+            ((k.lower(), v) for k, v in self.headers.items() if k.lower() != CLIENT_CERT_HEADER), ", "
+        )
+        certificate = self.connection.getpeercert(binary_form=True)
+        if certificate is not None:
+            headers[CLIENT_CERT_HEADER] = base64.b64encode(certificate).decode("ascii")
+        return headers
 
     def _resolve(self, path: str) -> RouteMatch:
         try:

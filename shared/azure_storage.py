@@ -186,7 +186,7 @@ def _parse_day(prefix: str) -> date | None:
         return None
 
 
-class _Table:
+class LazyTable:
     """A table created on first write; reads of a table that does not exist yet see it empty."""
 
     def __init__(self, service: TableServiceClient, name: str) -> None:
@@ -206,7 +206,7 @@ class TableWorkspaceRegistry:
     """One entity per workspace, PartitionKey = workspace id, so lookups are point reads."""
 
     def __init__(self, service: TableServiceClient, *, table_name: str = WORKSPACES_TABLE) -> None:
-        self._table = _Table(service, table_name)
+        self._table = LazyTable(service, table_name)
 
     def get_workspace(self, workspace_id: str) -> Workspace:
         with translated("reading the workspace registry"):
@@ -233,7 +233,9 @@ class TableWorkspaceRegistry:
         with translated("updating the workspace registry"):
             try:
                 self._table.client.update_entity(
-                    _entity(workspace), mode=UpdateMode.REPLACE, match_condition=MatchConditions.IfPresent
+                    _entity(workspace),
+                    mode=UpdateMode.REPLACE,
+                    match_condition=MatchConditions.Unconditionally,
                 )
             except ResourceNotFoundError:
                 raise WorkspaceNotFound(f"Workspace {workspace.workspace_id} does not exist.") from None
@@ -267,7 +269,7 @@ class TableAgentRegistry:
     scoped to the workspace the request names."""
 
     def __init__(self, service: TableServiceClient, *, table_name: str = AGENTS_TABLE) -> None:
-        self._table = _Table(service, table_name)
+        self._table = LazyTable(service, table_name)
 
     def get_agent(self, workspace_id: str, thumbprint: str) -> Agent:
         with translated("reading the agent registry"):
@@ -296,7 +298,9 @@ class TableAgentRegistry:
         with translated("updating the agent registry"):
             try:
                 self._table.client.update_entity(
-                    _agent_entity(agent), mode=UpdateMode.REPLACE, match_condition=MatchConditions.IfPresent
+                    _agent_entity(agent),
+                    mode=UpdateMode.REPLACE,
+                    match_condition=MatchConditions.Unconditionally,
                 )
             except ResourceNotFoundError:
                 raise AgentNotFound(f"Agent {agent.agent_id} does not exist.") from None
@@ -336,7 +340,7 @@ class TableReplayGuard:
     """Client-assertion ids, one entity each: inserting an id that exists is the replay."""
 
     def __init__(self, service: TableServiceClient, *, table_name: str = ASSERTION_IDS_TABLE) -> None:
-        self._table = _Table(service, table_name)
+        self._table = LazyTable(service, table_name)
 
     def claim_once(self, workspace_id: str, token_id: str, *, expires_at: datetime) -> bool:
         self._table.ensure()

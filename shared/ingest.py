@@ -123,7 +123,7 @@ class RawWriter:
 
 def collector_headers(request: IngestRequest) -> CollectorHeaders:
     headers = request.headers
-    _check_api_version(request.params.get("api-version"))
+    check_api_version(request.params.get("api-version"), supported=DATA_COLLECTOR_API_VERSION)
     _check_size(headers.get("Content-Length"), len(request.body))
     content_type = _check_content_type(headers.get("Content-Type"))
     log_type = _check_log_type(headers.get("Log-Type"))
@@ -246,21 +246,22 @@ def require_active(workspace: Workspace) -> Workspace:
     return workspace
 
 
-def _check_api_version(value: str | None) -> None:
+def check_api_version(value: str | None, *, supported: str) -> None:
     if not value:
-        raise MissingApiVersion(
-            f"The api-version query parameter is required ({DATA_COLLECTOR_API_VERSION})."
-        )
-    if value != DATA_COLLECTOR_API_VERSION:
-        raise InvalidApiVersion(f"api-version {value!r} is not supported; use {DATA_COLLECTOR_API_VERSION}.")
+        raise MissingApiVersion(f"The api-version query parameter is required ({supported}).")
+    if value != supported:
+        raise InvalidApiVersion(f"api-version {value[:50]!r} is not supported; use {supported}.")
+
+
+def declared_length(content_length: str | None) -> int:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    return (
+        int(content_length) if content_length and content_length.isascii() and content_length.isdigit() else 0
+    )
 
 
 def _check_size(content_length: str | None, actual: int) -> None:
-    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
-    declared = (
-        int(content_length) if content_length and content_length.isascii() and content_length.isdigit() else 0
-    )
-    if max(declared, actual) > MAX_BODY_BYTES:
+    if max(declared_length(content_length), actual) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"The body exceeds the {MAX_BODY_BYTES} byte limit of one post.")
 
 

@@ -13,8 +13,11 @@ from shared.telemetry import configure_telemetry
 
 if TYPE_CHECKING:
     from shared.agents import Enrollment
+    from shared.audit import AuditLog, AuthFailureRecorder
     from shared.azure_storage import BlobRawStore, TableAgentRegistry, TableWorkspaceRegistry
+    from shared.dcrs import TableDcrRegistry
     from shared.ingest import AgentIngest, DataCollectorIngest
+    from shared.logs_ingestion import LogsIngest
     from shared.sql import Database
     from shared.workspaces import SecretStore, WorkspaceDirectory
 
@@ -33,10 +36,14 @@ class Services:
     secrets: SecretStore
     directory: WorkspaceDirectory
     agents: TableAgentRegistry
+    dcrs: TableDcrRegistry
     database: Database
     data_collector: DataCollectorIngest
     agent_ingest: AgentIngest
+    logs_ingestion: LogsIngest
     enrollment: Enrollment
+    audit: AuditLog
+    auth_failures: AuthFailureRecorder
 
 
 def secret_store(settings: Settings) -> SecretStore:
@@ -52,7 +59,11 @@ def secret_store(settings: Settings) -> SecretStore:
 
 
 def build_services(settings: Settings) -> Services:
+    from concurrent.futures import ThreadPoolExecutor
+
     from shared.agents import Enrollment
+    from shared.audit import AuditLog, AuthFailureRecorder
+    from shared.audit_store import TableAuditStore
     from shared.azure_storage import (
         BlobRawStore,
         TableAgentRegistry,
@@ -62,14 +73,18 @@ def build_services(settings: Settings) -> Services:
         table_service,
     )
     from shared.certauth import CertificateAuthenticator
+    from shared.dcrs import RuleDirectory, TableDcrRegistry
     from shared.ingest import AgentIngest, DataCollectorIngest, RawWriter
+    from shared.logs_ingestion import LogsIngest
     from shared.sql import Database
+    from shared.tokens import token_validator
     from shared.workspaces import WorkspaceDirectory
 
     tables = table_service(settings.storage)
     raw_store = BlobRawStore(blob_service(settings.storage))
     registry = TableWorkspaceRegistry(tables)
     agents = TableAgentRegistry(tables)
+    dcrs = TableDcrRegistry(tables)
     secrets = secret_store(settings)
     directory = WorkspaceDirectory(
         registry=registry, secrets=secrets, cache_ttl_seconds=DIRECTORY_CACHE_TTL_SECONDS
@@ -81,6 +96,7 @@ def build_services(settings: Settings) -> Services:
         clock=utc_now,
         trust_forwarded_client_cert=settings.trust_forwarded_client_cert,
     )
+    audit = AuditLog(TableAuditStore(tables), clock=utc_now)
     return Services(
         settings=settings,
         raw_store=raw_store,
@@ -88,12 +104,27 @@ def build_services(settings: Settings) -> Services:
         secrets=secrets,
         directory=directory,
         agents=agents,
+        dcrs=dcrs,
         database=Database.open(settings.sql_dialect, settings.sql_connection),
         data_collector=DataCollectorIngest(directory=directory, writer=writer, clock=utc_now),
         agent_ingest=AgentIngest(
             directory=directory, certificates=certificates, writer=writer, clock=utc_now
         ),
+        logs_ingestion=LogsIngest(
+            tokens=token_validator(settings.tokens),
+            rules=RuleDirectory(rules=dcrs, cache_ttl_seconds=DIRECTORY_CACHE_TTL_SECONDS),
+            workspaces=directory,
+            writer=writer,
+            clock=utc_now,
+        ),
         enrollment=Enrollment(workspaces=registry, secrets=secrets, agents=agents, clock=utc_now),
+        audit=audit,
+        # One background writer: an authentication failure is answered without waiting on storage.
+        auth_failures=AuthFailureRecorder(
+            audit,
+            clock=utc_now,
+            executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-audit"),
+        ),
     )
 
 
@@ -118,5 +149,6 @@ def reset_services() -> None:
     global _services
     with _lock:
         if _services is not None:
+            _services.auth_failures.flush()
             _services.database.close()
         _services = None

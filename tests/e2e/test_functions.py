@@ -26,6 +26,7 @@ def test_given_the_repo_then_each_function_folder_is_found_with_its_trigger() ->
         "ingest_http": "httpTrigger",
         "ingest_agent": "httpTrigger",
         "register_agent": "httpTrigger",
+        "ingest_logs": "httpTrigger",
         "process_blob": "eventGridTrigger",
         "retention_timer": "timerTrigger",
     }

@@ -1,5 +1,6 @@
-"""The HTTPS server in-process with stand-in functions: requests in, responses out, refusals, and a
-failing function that does not take the server down."""
+"""The HTTPS server in-process with stand-in functions: requests in, responses out, refusals, a
+failing function that does not take the server down, and the client certificate forwarded as App
+Service forwards it."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import azure.functions as func
 import pytest
 
 from devhost.certs import ensure_tls_files
+from devhost.clientcerts import client_certificate_context
 from devhost.functions import FunctionSpec
 from devhost.routes import Route, Router
 from devhost.server import MAX_BODY_BYTES, FunctionHttpServer
+from tests.support.agent_credentials import AgentCredentials, new_agent_credentials
 
 TIMEOUT_SECONDS = 10.0
 
@@ -47,12 +50,19 @@ def not_a_response(req: func.HttpRequest) -> str:
     return "text"
 
 
+def client_cert(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(req.headers.get("X-ARR-ClientCert")), mimetype="application/json")
+
+
 FUNCTIONS = {
     "echo": ("items/{id}", ["get", "post"], echo),
     "plain": ("plain", ["get", "head"], plain),
     "boom": ("boom", ["get"], boom),
     "not_a_response": ("odd", ["get"], not_a_response),
+    "client_cert": ("client-cert", ["get"], client_cert),
 }
+# The one client certificate the server's trust store holds, as if registered.
+AGENT = new_agent_credentials("registered")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +78,8 @@ def server(tls_dir: Path) -> Iterator[FunctionHttpServer]:
         for name, (_, _, entry) in FUNCTIONS.items()
     }
     routes = [Route.build(name, prefix="api", route=r, methods=m) for name, (r, m, _) in FUNCTIONS.items()]
-    running = FunctionHttpServer(0, functions=specs, router=Router(routes), tls=tls.server_context())
+    context = client_certificate_context(tls, [AGENT.certificate_pem])
+    running = FunctionHttpServer(0, functions=specs, router=Router(routes), tls=lambda: context)
     thread = threading.Thread(target=running.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -79,8 +90,11 @@ def server(tls_dir: Path) -> Iterator[FunctionHttpServer]:
         thread.join(TIMEOUT_SECONDS)
 
 
-def _client_context(tls_dir: Path) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=tls_dir / "ca.pem")
+def _client_context(tls_dir: Path, certificate: AgentCredentials | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=tls_dir / "ca.pem")
+    if certificate is not None:
+        context.load_cert_chain(*certificate.write_files(tls_dir / certificate.thumbprint[:16]))
+    return context
 
 
 def _request(
@@ -92,9 +106,10 @@ def _request(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
     host: str = "127.0.0.1",
+    certificate: AgentCredentials | None = None,
 ) -> tuple[http.client.HTTPResponse, bytes]:
     connection = http.client.HTTPSConnection(
-        host, server.server_port, context=_client_context(tls_dir), timeout=TIMEOUT_SECONDS
+        host, server.server_port, context=_client_context(tls_dir, certificate), timeout=TIMEOUT_SECONDS
     )
     try:
         connection.request(method, path, body=body, headers=headers or {})
@@ -251,3 +266,27 @@ def test_given_a_client_that_connects_and_stays_silent_then_others_are_still_ser
         response, _ = _request(server, tls_dir, "GET", "/api/plain")
 
     assert response.status == 200
+
+
+def test_given_a_tls_client_certificate_then_the_function_gets_it_base64_der_in_x_arr_clientcert(
+    server: FunctionHttpServer, tls_dir: Path
+) -> None:
+    response, body = _request(server, tls_dir, "GET", "/api/client-cert", certificate=AGENT)
+
+    assert response.status == 200
+    assert json.loads(body) == AGENT.certificate_der_b64
+
+
+@pytest.mark.parametrize("name", ["X-ARR-ClientCert", "x-arr-clientcert", "X-Arr-Clientcert"])
+def test_given_a_client_that_sends_x_arr_clientcert_itself_then_the_function_never_sees_its_copy(
+    server: FunctionHttpServer, tls_dir: Path, name: str
+) -> None:
+    forged = {name: AGENT.certificate_der_b64}
+
+    _, without_certificate = _request(server, tls_dir, "GET", "/api/client-cert", headers=forged)
+    _, with_certificate = _request(
+        server, tls_dir, "GET", "/api/client-cert", headers={name: "forged"}, certificate=AGENT
+    )
+
+    assert json.loads(without_certificate) is None
+    assert json.loads(with_certificate) == AGENT.certificate_der_b64

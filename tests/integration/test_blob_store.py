@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -322,6 +323,31 @@ def test_given_an_unknown_workspace_when_read_then_workspace_not_found(
 
     with pytest.raises(WorkspaceNotFound):
         registry.get_workspace(new_id())
+
+
+def test_given_a_workspace_when_plan_changed_and_deleted_then_updates_round_trip(
+    registry: TableWorkspaceRegistry,
+) -> None:
+    created = workspace(Plan.FREE)
+    registry.create_workspace(created)
+    deleted_at = datetime.now(UTC).replace(microsecond=0)
+
+    changed = replace(created, plan=Plan.PREMIUM, state=WorkspaceState.DELETED, deleted_at=deleted_at)
+    registry.update_workspace(changed)
+
+    assert registry.get_workspace(created.workspace_id) == changed
+
+
+def test_given_an_unknown_workspace_when_updated_then_not_found_and_nothing_created(
+    registry: TableWorkspaceRegistry,
+) -> None:
+    ghost = workspace()
+    registry.create_workspace(workspace())  # the table exists
+
+    with pytest.raises(WorkspaceNotFound):
+        registry.update_workspace(ghost)
+    with pytest.raises(WorkspaceNotFound):
+        registry.get_workspace(ghost.workspace_id)
 
 
 def test_given_a_registry_whose_table_does_not_exist_when_read_then_not_found_and_empty(

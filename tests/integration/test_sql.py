@@ -8,10 +8,10 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import sqlglot
@@ -23,6 +23,7 @@ from shared.errors import DatabaseUnavailable
 from shared.processing import LedgerEntry
 from shared.settings import SqlDialect
 from shared.sql import Database
+from tests.support.concurrency import THREAD_TIMEOUT_SECONDS, run_together
 from tests.support.postgres import PostgresCluster, PostgresDatabase
 from tests.support.runtime import SqlTarget
 
@@ -33,9 +34,6 @@ ALL_DIALECTS = [d.value for d in SqlDialect]
 HOUR = datetime(2024, 5, 1, 13, tzinfo=UTC)
 RACE_ROUNDS = 5
 MIGRATE_RACE_ROUNDS = 10
-THREAD_TIMEOUT_SECONDS = 60
-
-T = TypeVar("T")
 
 
 def ws() -> str:
@@ -62,30 +60,6 @@ def database(sql_target: SqlTarget) -> Iterator[Database]:
     db.migrate()
     yield db
     db.close()
-
-
-def run_together(count: int, action: Callable[[int], T]) -> list[T]:
-    """Runs `action(i)` in `count` threads released at the same moment by a barrier."""
-    barrier = threading.Barrier(count, timeout=THREAD_TIMEOUT_SECONDS)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def worker(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = action(index)
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(THREAD_TIMEOUT_SECONDS)
-    assert not any(thread.is_alive() for thread in threads), "a worker thread did not finish"
-    if errors:
-        raise errors[0]
-    return results
 
 
 # -- migrations --------------------------------------------------------------------------------------
