@@ -8,4 +8,4 @@ from shared.runtime import services, utc_now
 
 def main(timer: func.TimerRequest) -> None:
     current = services()
-    run_retention(now=utc_now(), registry=current.registry, raw_store=current.raw_store)
+    run_retention(now=utc_now(), registry=current.registry, raw_store=current.raw_store, audit=current.audit)

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from shared.audit import AuditAction, AuditLog, AuthFailureReason
 from shared.errors import (
     AgentNotFound,
     AuthorizationFailed,
@@ -128,11 +129,13 @@ class Enrollment:
         workspaces: WorkspaceRegistry,
         secrets: SecretStore,
         agents: AgentRegistry,
+        audit: AuditLog,
         clock: Callable[[], datetime],
     ) -> None:
         self._workspaces = workspaces
         self._secrets = secrets
         self._agents = agents
+        self._audit = audit
         self._clock = clock
 
     def register(self, request: EnrollmentRequest) -> Agent:
@@ -160,6 +163,14 @@ class Enrollment:
             state=AgentState.ACTIVE,
             registered_at=now,
         )
+        # Audited first: a registration that then fails leaves an entry, never an unaudited agent.
+        self._audit.record(
+            agent.workspace_id,
+            f"agent:{agent.agent_id}",
+            AuditAction.AGENT_REGISTER,
+            agent_id=agent.agent_id,
+            thumbprint=agent.thumbprint,
+        )
         self._agents.create_agent(agent)
         return agent
 
@@ -168,9 +179,16 @@ class Enrollment:
             workspace = self._workspaces.get_workspace(workspace_id)
             expected = self._secrets.get_secret(enrollment_key_secret_name(workspace_id))
         except (WorkspaceNotFound, NotFound):
-            raise AuthorizationFailed("The enrollment key is not valid for this workspace.") from None
+            raise AuthorizationFailed(
+                "The enrollment key is not valid for this workspace.",
+                audit_reason=AuthFailureReason.BAD_ENROLLMENT_KEY,
+            ) from None
         if not hmac.compare_digest(expected.encode("utf-8"), offered.encode("utf-8")):
-            raise AuthorizationFailed("The enrollment key is not valid for this workspace.")
+            raise AuthorizationFailed(
+                "The enrollment key is not valid for this workspace.",
+                audit_reason=AuthFailureReason.BAD_ENROLLMENT_KEY,
+                workspace_id=workspace_id,
+            )
         if workspace.state is not WorkspaceState.ACTIVE:
             raise InactiveCustomer("The workspace is not active.")
 

@@ -25,7 +25,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -377,6 +377,7 @@ class AuthFailureRecorder:
         self._executor = executor
         self._pending: dict[str | None, _PendingFailures] = {}
         self._last_write: dict[str | None, datetime] = {}
+        self._in_flight: set[Future[None]] = set()
         self._lock = threading.Lock()
 
     def record(self, workspace_id: str | None, reason: AuthFailureReason) -> None:
@@ -393,11 +394,21 @@ class AuthFailureRecorder:
             self._last_write[workspace] = now
         if self._executor is None:
             self._write(workspace, pending)
-        else:
-            self._executor.submit(self._write, workspace, pending)
+            return
+        future = self._executor.submit(self._write, workspace, pending)
+        with self._lock:
+            self._in_flight.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._lock:
+            self._in_flight.discard(future)
 
     def flush(self) -> None:
-        """Writes every pending aggregate now, whatever the window."""
+        """Writes every pending aggregate now, whatever the window, after the writes already under way."""
+        with self._lock:
+            in_flight = list(self._in_flight)
+        wait(in_flight)
         now = self._clock()
         with self._lock:
             due, self._pending = self._pending, {}

@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from shared.agents import Agent, AgentRegistry, AgentState, thumbprint
+from shared.audit import AuthFailureReason
 from shared.errors import AgentNotFound, AuthorizationFailed
 from shared.sharedkey import MAX_CLOCK_SKEW
 
@@ -76,18 +77,33 @@ class CertificateAuthenticator:
         if scheme.lower() == "bearer" and token.strip():
             return self._assertion(workspace_id, token.strip(), audience=assertion_audience(url), body=body)
         raise AuthorizationFailed(
-            "A client certificate or a client assertion (Authorization: Bearer) is required."
+            "A client certificate or a client assertion (Authorization: Bearer) is required.",
+            audit_reason=AuthFailureReason.BAD_ASSERTION,
         )
 
     def _forwarded_certificate(self, workspace_id: str, encoded: str) -> Agent:
         try:
             certificate = x509.load_der_x509_certificate(base64.b64decode(encoded, validate=True))
         except (binascii.Error, ValueError):
-            raise AuthorizationFailed("The forwarded client certificate is not base64 DER.") from None
+            raise AuthorizationFailed(
+                "The forwarded client certificate is not base64 DER.",
+                audit_reason=AuthFailureReason.UNKNOWN_CERTIFICATE,
+            ) from None
         return self._active_agent(workspace_id, thumbprint(certificate))
 
     def _assertion(self, workspace_id: str, token: str, *, audience: str, body: bytes) -> Agent:
-        agent = self._active_agent(workspace_id, _x5t_s256(_unverified_header(token)))
+        try:
+            certificate_thumbprint = _x5t_s256(_unverified_header(token))
+        except AuthorizationFailed as error:
+            raise error.tag(AuthFailureReason.BAD_ASSERTION) from None
+        agent = self._active_agent(workspace_id, certificate_thumbprint)
+        try:
+            return self._verified_assertion(agent, token, audience=audience, body=body)
+        except AuthorizationFailed as error:
+            raise error.tag(AuthFailureReason.BAD_ASSERTION, workspace_id) from None
+
+    def _verified_assertion(self, agent: Agent, token: str, *, audience: str, body: bytes) -> Agent:
+        workspace_id = agent.workspace_id
         key = agent.certificate().public_key()
         try:
             # Times are checked below against the injected clock, not PyJWT's own.
@@ -115,7 +131,9 @@ class CertificateAuthenticator:
         if not _TOKEN_ID.fullmatch(token_id):
             raise AuthorizationFailed("The client assertion's jti must be 8 to 128 URL-safe characters.")
         if not self._replay.claim_once(workspace_id, token_id, expires_at=expires + MAX_CLOCK_SKEW):
-            raise AuthorizationFailed("This client assertion was already used.")
+            raise AuthorizationFailed(
+                "This client assertion was already used.", audit_reason=AuthFailureReason.REPLAYED_ASSERTION
+            )
         return agent
 
     def _check_times(self, claims: Mapping[str, Any]) -> datetime:
@@ -144,11 +162,22 @@ class CertificateAuthenticator:
         try:
             agent = self._agents.get_agent(workspace_id, certificate_thumbprint)
         except AgentNotFound:
-            raise AuthorizationFailed("The certificate is not registered to this workspace.") from None
+            raise AuthorizationFailed(
+                "The certificate is not registered to this workspace.",
+                audit_reason=AuthFailureReason.UNKNOWN_CERTIFICATE,
+            ) from None
         if agent.state is not AgentState.ACTIVE:
-            raise AuthorizationFailed("The agent was revoked.")
+            raise AuthorizationFailed(
+                "The agent was revoked.",
+                audit_reason=AuthFailureReason.REVOKED_AGENT,
+                workspace_id=workspace_id,
+            )
         if not agent.not_before <= self._clock() <= agent.not_after:
-            raise AuthorizationFailed("The agent's certificate is expired or not yet valid.")
+            raise AuthorizationFailed(
+                "The agent's certificate is expired or not yet valid.",
+                audit_reason=AuthFailureReason.EXPIRED_CERTIFICATE,
+                workspace_id=workspace_id,
+            )
         return agent
 
 

@@ -45,7 +45,7 @@ by the adapters.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 class SluiceError(Exception):
@@ -60,7 +60,24 @@ class SluiceError(Exception):
 
 
 class RequestRejected(SluiceError):
-    """The request is refused because of what the caller sent; retrying it unchanged will not help."""
+    """The request is refused because of what the caller sent; retrying it unchanged will not help.
+
+    An authentication refusal names its `audit_reason` (a shared.audit.AuthFailureReason value) and,
+    once the workspace is known to exist, its `workspace_id`: the HTTP edge records it in the audit log
+    (aggregated), so made-up workspace ids never open a log of their own."""
+
+    def __init__(
+        self, message: str, *, audit_reason: str | None = None, workspace_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.audit_reason = audit_reason
+        self.workspace_id = workspace_id
+
+    def tag(self, audit_reason: str, workspace_id: str | None = None) -> Self:
+        """Fills in what a lower layer did not know; a reason already set is kept (it is more exact)."""
+        self.audit_reason = self.audit_reason or audit_reason
+        self.workspace_id = self.workspace_id or workspace_id
+        return self
 
 
 class BadRequest(RequestRejected):

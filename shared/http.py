@@ -12,7 +12,7 @@ from collections.abc import Callable
 import azure.functions as func
 import orjson
 
-from shared.errors import ServiceUnavailable, SluiceError, http_status
+from shared.errors import RequestRejected, ServiceUnavailable, SluiceError, http_status
 from shared.ingest import IngestRequest
 
 log = logging.getLogger("sluice.http")
@@ -41,6 +41,8 @@ INTERNAL_ERROR_MESSAGE = "An internal error occurred."
 
 
 def _error(error: SluiceError, shape: Callable[[str, str], dict[str, object]]) -> func.HttpResponse:
+    if isinstance(error, RequestRejected) and error.audit_reason:
+        _record_auth_failure(error.audit_reason, error.workspace_id)
     status = http_status(error)
     code, message = error.code, error.message
     if status >= 500 and not isinstance(error, ServiceUnavailable):
@@ -55,6 +57,17 @@ def _error(error: SluiceError, shape: Callable[[str, str], dict[str, object]]) -
     return func.HttpResponse(
         orjson.dumps(shape(code, message)), status_code=status, headers=headers, mimetype="application/json"
     )
+
+
+def _record_auth_failure(reason: str, workspace_id: str | None) -> None:
+    """Into the audit log, aggregated per workspace and window; never fails or slows the answer."""
+    from shared.audit import AuthFailureReason
+    from shared.runtime import services
+
+    try:
+        services().auth_failures.record(workspace_id, AuthFailureReason(reason))
+    except Exception:
+        log.exception("could not record an authentication failure")
 
 
 def unexpected_error_response(

@@ -14,6 +14,7 @@ from typing import Protocol
 import orjson
 
 from shared import sharedkey
+from shared.audit import AuthFailureReason
 from shared.certauth import CertificateAuthenticator
 from shared.errors import (
     AuthorizationFailed,
@@ -190,12 +191,12 @@ class DataCollectorIngest:
                 content_type=content_type,
                 x_ms_date=x_ms_date,
             )
-        except AuthorizationFailed:
-            if workspace is not None:
-                workspace_log(log, workspace.workspace_id).warning("authentication failed: bad signature")
-            raise
-        if workspace is None:
-            raise AuthorizationFailed("The signature does not match the workspace key.")
+        except AuthorizationFailed as error:
+            if workspace is None:
+                raise error.tag(AuthFailureReason.UNKNOWN_WORKSPACE) from None
+            workspace_log(log, workspace.workspace_id).warning("authentication failed: bad signature")
+            raise error.tag(AuthFailureReason.BAD_SIGNATURE, workspace.workspace_id) from None
+        assert workspace is not None  # the decoy keys match no signature
         return require_active(workspace)
 
 

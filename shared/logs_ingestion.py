@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
+from shared.audit import AuthFailureReason
 from shared.dcrs import DataCollectionRule, is_immutable_id, log_type_of_stream
 from shared.errors import (
     ContentLengthLimitExceeded,
@@ -98,18 +99,23 @@ class LogsIngest:
 
     def _authenticate(self, authorization: str | None) -> str:
         if self._tokens is None:
-            raise InvalidToken("This deployment accepts no bearer tokens: no token issuer is configured.")
+            raise InvalidToken(
+                "This deployment accepts no bearer tokens: no token issuer is configured.",
+                audit_reason=AuthFailureReason.BAD_TOKEN,
+            )
         try:
             return self._tokens.principal(authorization)
         except InvalidToken as error:
             log.warning("bearer token refused: %s: %s", error.code, error.message)
-            raise
+            raise error.tag(AuthFailureReason.BAD_TOKEN) from None
 
     def _authorize(self, immutable_id: str, principal: str) -> DataCollectionRule:
         rule = self._find_rule(immutable_id)
         if rule is None or not rule.grants(principal):
             log.warning("principal %s refused on data collection rule %s", principal, _loggable(immutable_id))
-            raise _no_access(immutable_id)
+            raise _no_access(immutable_id).tag(
+                AuthFailureReason.BAD_TOKEN, rule.workspace_id if rule is not None else None
+            )
         return rule
 
     def _find_rule(self, immutable_id: str) -> DataCollectionRule | None:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from shared.audit import AuditAction, AuditLog
 from shared.errors import RetentionIncomplete, SluiceError
 from shared.plans import PLAN_LIMITS
 from shared.rawstore import RawStore
@@ -47,14 +48,27 @@ def purge_raw(workspace: Workspace, *, now: datetime, raw_store: RawStore) -> Pu
     return report
 
 
-def run_retention(*, now: datetime, registry: WorkspaceRegistry, raw_store: RawStore) -> list[PurgeReport]:
+RETENTION_ACTOR = "system:retention"
+
+
+def run_retention(
+    *, now: datetime, registry: WorkspaceRegistry, raw_store: RawStore, audit: AuditLog
+) -> list[PurgeReport]:
     """Every workspace gets its run even if another one fails; the failures are raised together at the
     end, so the timer's invocation is marked failed and the log says which workspaces were skipped."""
     reports: list[PurgeReport] = []
     failed: dict[str, SluiceError] = {}
     for workspace in registry.list_workspaces():
         try:
-            reports.append(purge_raw(workspace, now=now, raw_store=raw_store))
+            report = purge_raw(workspace, now=now, raw_store=raw_store)
+            audit.record(
+                workspace.workspace_id,
+                RETENTION_ACTOR,
+                AuditAction.RETENTION_PURGE,
+                days_deleted=[day.isoformat() for day in report.days_deleted],
+                blobs_deleted=report.blobs_deleted,
+            )
+            reports.append(report)
         except SluiceError as error:
             workspace_log(log, workspace.workspace_id).error("retention failed: %s", error.message)
             failed[workspace.workspace_id] = error

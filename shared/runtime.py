@@ -117,7 +117,9 @@ def build_services(settings: Settings) -> Services:
             writer=writer,
             clock=utc_now,
         ),
-        enrollment=Enrollment(workspaces=registry, secrets=secrets, agents=agents, clock=utc_now),
+        enrollment=Enrollment(
+            workspaces=registry, secrets=secrets, agents=agents, audit=audit, clock=utc_now
+        ),
         audit=audit,
         # One background writer: an authentication failure is answered without waiting on storage.
         auth_failures=AuthFailureRecorder(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+from shared.audit import AuthFailureReason
 from shared.errors import AuthorizationFailed
 from shared.ids import parse_workspace_id
 
@@ -57,6 +58,13 @@ class SharedKeyCredential:
 
 
 def parse_authorization(header: str | None) -> SharedKeyCredential:
+    try:
+        return _parse_authorization(header)
+    except AuthorizationFailed as error:
+        raise error.tag(AuthFailureReason.BAD_SIGNATURE) from None
+
+
+def _parse_authorization(header: str | None) -> SharedKeyCredential:
     """Splits `SharedKey {workspace}:{signature}`; a malformed workspace id is InvalidCustomerId."""
     if not header:
         raise AuthorizationFailed("The Authorization header is missing.")
@@ -76,14 +84,19 @@ def parse_authorization(header: str | None) -> SharedKeyCredential:
 
 def check_date(x_ms_date: str | None, *, now: datetime) -> None:
     """RFC 1123 in GMT, as the API documents it (`Sun, 22 Nov 2026 13:37:05 GMT`), within 15 minutes."""
+    reason = AuthFailureReason.BAD_DATE
     if not x_ms_date:
-        raise AuthorizationFailed("The x-ms-date header is missing.")
+        raise AuthorizationFailed("The x-ms-date header is missing.", audit_reason=reason)
     try:
         sent = datetime.strptime(x_ms_date, RFC1123_FORMAT).replace(tzinfo=UTC)
     except ValueError:
-        raise AuthorizationFailed("The x-ms-date header must be an RFC 1123 date in GMT.") from None
+        raise AuthorizationFailed(
+            "The x-ms-date header must be an RFC 1123 date in GMT.", audit_reason=reason
+        ) from None
     if abs(now - sent) > MAX_CLOCK_SKEW:
-        raise AuthorizationFailed("The x-ms-date header is more than 15 minutes away from the server's time.")
+        raise AuthorizationFailed(
+            "The x-ms-date header is more than 15 minutes away from the server's time.", audit_reason=reason
+        )
 
 
 def verify(
@@ -104,4 +117,6 @@ def verify(
         expected = hmac.new(key, message, hashlib.sha256).digest()
         matched |= hmac.compare_digest(expected, credential.signature)
     if not matched:
-        raise AuthorizationFailed("The signature does not match the workspace key.")
+        raise AuthorizationFailed(
+            "The signature does not match the workspace key.", audit_reason=AuthFailureReason.BAD_SIGNATURE
+        )

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.agents import Agent, revoke_agent
-from shared.cli.common import print_record, print_rows, services
+from shared.audit import AuditAction
+from shared.cli.common import audit_admin, print_record, print_rows, services
 from shared.ids import parse_workspace_id
 
 
@@ -32,6 +33,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     agent = revoke_agent(
         services().agents, parse_workspace_id(args.workspace), args.agent, now=datetime.now(UTC)
     )
+    audit_admin(agent.workspace_id, AuditAction.AGENT_REVOKE, agent_id=agent.agent_id)
     print_record(agent_row(agent), as_json=args.json)
     return 0
 

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 from typing import Any
 
 from shared.audit import SYSTEM_LOG, AuditEntry, canonical_time, log_name, verify_chain, workspace_of_log
 from shared.cli.common import print_rows, services
 from shared.ids import parse_workspace_id
-
-
-def operator_actor() -> str:
-    """The actor of a command: the operator's login as the OS reports it. The CLI acts with the
-    storage account's rights, so this names who ran it; it does not authenticate them."""
-    try:
-        return f"operator:{getpass.getuser()}"
-    except (KeyError, OSError):  # no login name in the environment nor in the password database
-        return "operator:unknown"
 
 
 def chain_argument(text: str) -> str | None:

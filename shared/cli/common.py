@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from shared.audit import AuditAction
 from shared.runtime import Services
 
 
@@ -13,6 +15,20 @@ def services() -> Services:
     from shared.runtime import services as built
 
     return built()
+
+
+def operator_actor() -> str:
+    """The actor of a command: the operator's login as the OS reports it. The CLI acts with the
+    storage account's rights, so this names who ran it; it does not authenticate them."""
+    try:
+        return f"operator:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name in the environment nor in the password database
+        return "operator:unknown"
+
+
+def audit_admin(workspace_id: str | None, action: AuditAction, /, **details: Any) -> None:
+    """Every administrative change is appended to the workspace's audit log, actor: the operator."""
+    services().audit.record(workspace_id, operator_actor(), action, **details)
 
 
 def print_json(value: Any) -> None:

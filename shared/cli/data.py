@@ -44,7 +44,9 @@ def cmd_retention_run(args: argparse.Namespace) -> int:
 
     current = services()
     now = _instant(args.now) if args.now else datetime.now(UTC)
-    reports = run_retention(now=now, registry=current.registry, raw_store=current.raw_store)
+    reports = run_retention(
+        now=now, registry=current.registry, raw_store=current.raw_store, audit=current.audit
+    )
     print_json(
         [
             {

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from shared.cli.common import print_record, print_rows, services
+from shared.audit import AuditAction
+from shared.cli.common import audit_admin, print_record, print_rows, services
 from shared.dcrs import DataCollectionRule, create_rule
 from shared.ids import parse_workspace_id
 
@@ -29,6 +30,13 @@ def cmd_create(args: argparse.Namespace) -> int:
         workspace_id=parse_workspace_id(args.workspace),
         streams=[args.stream],
         principals=args.principal,
+    )
+    audit_admin(
+        rule.workspace_id,
+        AuditAction.DCR_CREATE,
+        dcr_id=rule.immutable_id,
+        streams=list(rule.streams),
+        principals=list(rule.principals),
     )
     # `stream` on its own: what LogsIngestionClient.upload(rule_id=..., stream_name=...) takes.
     print_record(

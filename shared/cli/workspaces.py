@@ -7,7 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.cli.common import print_record, print_rows, services
+from shared.audit import AuditAction
+from shared.cli.common import audit_admin, print_record, print_rows, services
 from shared.ids import parse_workspace_id
 from shared.plans import DEFAULT_PLAN, Plan
 from shared.workspaces import KEY_SLOTS, Workspace, WorkspaceState, create_workspace, rotate_key
@@ -26,6 +27,9 @@ def cmd_create(args: argparse.Namespace) -> int:
     current = services()
     created = create_workspace(
         registry=current.registry, secrets=current.secrets, containers=current.raw_store, plan=Plan(args.plan)
+    )
+    audit_admin(
+        created.workspace.workspace_id, AuditAction.WORKSPACE_CREATE, plan=created.workspace.plan.value
     )
     print_record(
         {
@@ -52,8 +56,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_set_plan(args: argparse.Namespace) -> int:
     registry = services().registry
-    workspace = replace(registry.get_workspace(parse_workspace_id(args.workspace)), plan=Plan(args.plan))
+    previous = registry.get_workspace(parse_workspace_id(args.workspace))
+    workspace = replace(previous, plan=Plan(args.plan))
     registry.update_workspace(workspace)
+    audit_admin(
+        workspace.workspace_id,
+        AuditAction.WORKSPACE_SET_PLAN,
+        plan=workspace.plan.value,
+        previous_plan=previous.plan.value,
+    )
     print_record(workspace_row(workspace), as_json=args.json)
     return 0
 
@@ -62,6 +73,7 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     current = services()
     workspace = current.registry.get_workspace(parse_workspace_id(args.workspace))
     key = rotate_key(secrets=current.secrets, workspace=workspace, which=args.which)
+    audit_admin(workspace.workspace_id, AuditAction.KEY_ROTATE, slot=args.which)
     print_record({"workspace_id": workspace.workspace_id, "key": args.which, "value": key}, as_json=args.json)
     return 0
 
@@ -73,6 +85,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if workspace.state is not WorkspaceState.DELETED:
         workspace = replace(workspace, state=WorkspaceState.DELETED, deleted_at=datetime.now(UTC))
         registry.update_workspace(workspace)
+        audit_admin(workspace.workspace_id, AuditAction.WORKSPACE_DELETE)
     print_record(workspace_row(workspace), as_json=args.json)
     return 0
 

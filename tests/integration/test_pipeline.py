@@ -468,7 +468,9 @@ def test_given_free_and_standard_workspaces_when_retention_runs_then_exactly_the
     standard_names = put_days(service, standard, standard_expired + standard_kept)
     current = sqlite_runtime.services
 
-    reports = run_retention(now=RETENTION_NOW, registry=current.registry, raw_store=current.raw_store)
+    reports = run_retention(
+        now=RETENTION_NOW, registry=current.registry, raw_store=current.raw_store, audit=current.audit
+    )
 
     assert report_of(reports, free).days_deleted == free_expired
     assert report_of(reports, free).blobs_deleted == 2 * len(free_expired)
@@ -479,7 +481,9 @@ def test_given_free_and_standard_workspaces_when_retention_runs_then_exactly_the
     assert sorted(current.raw_store.list_raw_days(free)) == free_kept
     assert sorted(current.raw_store.list_raw_days(standard)) == standard_kept
 
-    again = run_retention(now=RETENTION_NOW, registry=current.registry, raw_store=current.raw_store)
+    again = run_retention(
+        now=RETENTION_NOW, registry=current.registry, raw_store=current.raw_store, audit=current.audit
+    )
 
     for workspace_id in (free, standard):
         assert report_of(again, workspace_id).days_deleted == []
@@ -496,7 +500,9 @@ def test_given_now_exactly_at_midnight_when_retention_runs_then_the_day_ending_a
     put_days(sqlite_runtime.blob_service, free, [date(2024, 3, 7), date(2024, 3, 8)])
     current = sqlite_runtime.services
 
-    reports = run_retention(now=midnight, registry=current.registry, raw_store=current.raw_store)
+    reports = run_retention(
+        now=midnight, registry=current.registry, raw_store=current.raw_store, audit=current.audit
+    )
 
     assert report_of(reports, free).days_deleted == [date(2024, 3, 7)]
     assert current.raw_store.list_raw_days(free) == [date(2024, 3, 8)]

@@ -3,11 +3,13 @@ adapters are exercised against Azurite and the databases in tests/integration.""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 from shared.aggregate import UsageRow
+from shared.audit import AuditChain, AuditEntry, AuditHead
 from shared.errors import BlobNotFound, NotFound, WorkspaceNotFound
 from shared.ids import day_prefix
 from shared.processing import LedgerEntry
@@ -104,3 +106,37 @@ class MemorySink:
         self.ledger[key] = entry
         self.usage.extend(usage)
         return True
+
+
+@dataclass
+class MemoryAuditStore:
+    """The AuditStore contract in memory: an append succeeds only on the head it was built on."""
+
+    entries: dict[str | None, list[AuditEntry]] = field(default_factory=dict)
+    heads: dict[str | None, AuditHead] = field(default_factory=dict)
+    races_to_lose: int = 0
+    error: Exception | None = None
+    gate: threading.Event | None = None  # when set, appends wait for it
+
+    def head(self, workspace_id: str | None) -> AuditHead | None:
+        return self.heads.get(workspace_id)
+
+    def try_append(self, entry: AuditEntry, *, after: AuditHead | None) -> bool:
+        if self.gate is not None:
+            self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        if self.races_to_lose:
+            self.races_to_lose -= 1
+            return False
+        if self.heads.get(entry.workspace_id) != after:
+            return False
+        self.entries.setdefault(entry.workspace_id, []).append(entry)
+        self.heads[entry.workspace_id] = AuditHead(entry.sequence, entry.hash, version=str(entry.sequence))
+        return True
+
+    def read(self, workspace_id: str | None) -> AuditChain:
+        return AuditChain(list(self.entries.get(workspace_id, [])), self.heads.get(workspace_id))
+
+    def workspaces(self) -> list[str | None]:
+        return list(self.entries)

@@ -30,6 +30,7 @@ from shared.agents import (
     revoke_agent,
     thumbprint,
 )
+from shared.audit import AuditAction, AuditLog
 from shared.certauth import FORWARDED_CERT_HEADER, CertificateAuthenticator, assertion_audience
 from shared.errors import (
     AgentNotFound,
@@ -39,7 +40,7 @@ from shared.errors import (
     InvalidDataFormat,
 )
 from shared.workspaces import WorkspaceState, create_workspace
-from tests.unit.fakes import MemoryRawStore, MemoryRegistry, MemorySecrets
+from tests.unit.fakes import MemoryAuditStore, MemoryRawStore, MemoryRegistry, MemorySecrets
 from tests.unit.fakes_agents import (
     MemoryAgentRegistry,
     MemoryReplayGuard,
@@ -163,8 +164,13 @@ class EnrollmentStack:
         self.workspace = created.workspace
         self.workspace_id = created.workspace.workspace_id
         self.enrollment_key = created.enrollment_key
+        self.audit_store = MemoryAuditStore()
         self.enrollment = Enrollment(
-            workspaces=self.registry, secrets=self.secrets, agents=self.agents, clock=clock
+            workspaces=self.registry,
+            secrets=self.secrets,
+            agents=self.agents,
+            audit=AuditLog(self.audit_store, clock=lambda: NOW),
+            clock=clock,
         )
 
     def request(
@@ -262,6 +268,19 @@ def test_given_same_certificate_twice_when_registering_then_same_agent(enrolling
 
     assert again.agent_id == first.agent_id
     assert len(enrolling.agents.list_agents(enrolling.workspace_id)) == 1
+
+
+def test_given_a_new_agent_when_registered_then_audited_once_in_its_workspace(
+    enrolling: EnrollmentStack,
+) -> None:
+    certificate = to_pem(valid_certificate(private_key("rsa-2048"), now=NOW))
+
+    agent = enrolling.enrollment.register(enrolling.request(certificate))
+    enrolling.enrollment.register(enrolling.request(certificate))  # an idempotent repeat
+
+    (entry,) = enrolling.audit_store.read(enrolling.workspace_id).entries
+    assert (entry.action, entry.actor) == (AuditAction.AGENT_REGISTER, f"agent:{agent.agent_id}")
+    assert entry.details == {"agent_id": agent.agent_id, "thumbprint": agent.thumbprint}
 
 
 def test_given_revoked_certificate_when_registering_again_then_authorization_failed(

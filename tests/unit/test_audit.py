@@ -8,7 +8,7 @@ import logging
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -19,7 +19,6 @@ from shared.audit import (
     ANONYMOUS,
     GENESIS_HASH,
     AuditAction,
-    AuditChain,
     AuditEntry,
     AuditHead,
     AuditLog,
@@ -28,45 +27,12 @@ from shared.audit import (
     ProblemKind,
     verify_chain,
 )
-from shared.cli.audit import operator_actor
+from shared.cli.common import operator_actor
 from shared.errors import StorageUnavailable
+from tests.unit.fakes import MemoryAuditStore
 
 NOW = datetime(2026, 11, 22, 13, 37, 5, 123456, tzinfo=UTC)
 WORKSPACE = "0b5a7c1e-3f7d-4c8e-9a52-6d1f2e3a4b5c"
-
-
-@dataclass
-class MemoryAuditStore:
-    """The AuditStore contract in memory: an append succeeds only on the head it was built on."""
-
-    entries: dict[str | None, list[AuditEntry]] = field(default_factory=dict)
-    heads: dict[str | None, AuditHead] = field(default_factory=dict)
-    races_to_lose: int = 0
-    error: Exception | None = None
-    gate: threading.Event | None = None  # when set, appends wait for it
-
-    def head(self, workspace_id: str | None) -> AuditHead | None:
-        return self.heads.get(workspace_id)
-
-    def try_append(self, entry: AuditEntry, *, after: AuditHead | None) -> bool:
-        if self.gate is not None:
-            self.gate.wait()
-        if self.error is not None:
-            raise self.error
-        if self.races_to_lose:
-            self.races_to_lose -= 1
-            return False
-        if self.heads.get(entry.workspace_id) != after:
-            return False
-        self.entries.setdefault(entry.workspace_id, []).append(entry)
-        self.heads[entry.workspace_id] = AuditHead(entry.sequence, entry.hash, version=str(entry.sequence))
-        return True
-
-    def read(self, workspace_id: str | None) -> AuditChain:
-        return AuditChain(list(self.entries.get(workspace_id, [])), self.heads.get(workspace_id))
-
-    def workspaces(self) -> list[str | None]:
-        return list(self.entries)
 
 
 class Clock:
