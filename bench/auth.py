@@ -6,6 +6,8 @@ avoid (the baseline, measured in the same run):
 - client assertion: JWT header, registry lookup, RS256 signature, claims, body hash, replay claim;
   baseline one RSA-2048 PKCS#1 v1.5 signature verification. Measured with in-memory registry and
   replay ports (CPU), and with the real Table adapters on Azurite (wall: two round trips a request).
+- bearer token (Logs Ingestion API): JWT header, key by kid from the cached JWKS, RS256 signature,
+  issuer, audience, times, principal; same baseline.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,18 +30,23 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+from jwt import PyJWK
+from jwt.algorithms import RSAAlgorithm
 
 from devhost.azurite import Azurite, AzuritePorts
 from shared import sharedkey
 from shared.agents import Agent, AgentState, thumbprint
 from shared.azure_storage import TableAgentRegistry, TableReplayGuard
 from shared.certauth import BODY_HASH_CLAIM, CertificateAuthenticator, body_sha256
-from shared.errors import AgentNotFound
+from shared.errors import AgentNotFound, InvalidToken
+from shared.tokens import MONITOR_AUDIENCES, TokenValidator
 
 DEFAULT_ITERATIONS = 2000
 AZURITE_ITERATIONS = 100
 WORKSPACE_ID = "0c6d2a44-2a3f-4f3e-9c7e-1a2b3c4d5e6f"
 URL = "https://sluice.example/api/workspaces/0c6d2a44-2a3f-4f3e-9c7e-1a2b3c4d5e6f/logs"
+BENCH_ISSUER = "https://sluice.example/bench-issuer"
+BENCH_KID = "bench"
 BODY = b'[{"Computer":"web-1","Message":"hello"}]' * 25
 
 
@@ -213,6 +221,45 @@ def measure_assertion(iterations: int) -> AuthFigure:
     )
 
 
+class _CachedJwks:
+    """The state of a JWKS client between refreshes: keys by kid, no I/O."""
+
+    def __init__(self, key: rsa.RSAPrivateKey) -> None:
+        jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+        self._key = PyJWK({**jwk, "kid": BENCH_KID, "use": "sig", "alg": "RS256"})
+
+    def signing_key(self, kid: str) -> PyJWK:
+        if kid != BENCH_KID:
+            raise InvalidToken("unknown kid")
+        return self._key
+
+
+def measure_bearer(iterations: int, baseline: AuthFigure) -> AuthFigure:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    validator = TokenValidator(issuer=BENCH_ISSUER, keys=_CachedJwks(key))
+    now = int(time.time())
+    token = jwt.encode(
+        {
+            "iss": BENCH_ISSUER,
+            "aud": MONITOR_AUDIENCES[0],
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+            "oid": str(uuid.uuid4()),
+        },
+        key,
+        algorithm="RS256",
+        headers={"kid": BENCH_KID},
+    )
+    authorization = f"Bearer {token}"
+    return AuthFigure(
+        name="bearer token RS256 (cached JWKS)",
+        microseconds=_cpu_microseconds(lambda: validator.principal(authorization), iterations),
+        baseline_name=baseline.baseline_name,
+        baseline_microseconds=baseline.baseline_microseconds,
+    )
+
+
 @contextmanager
 def _azurite_tables(work_dir: Path) -> Iterator[TableServiceClient]:
     azurite = Azurite(location=work_dir / "azurite-auth", ports=AzuritePorts.free()).start()
@@ -250,6 +297,7 @@ def run_auth_benchmark(*, iterations: int, work_dir: Path) -> list[AuthFigure]:
         measure_shared_key(iterations),
         assertion,
         measure_assertion_on_azurite(work_dir, min(iterations, AZURITE_ITERATIONS), assertion),
+        measure_bearer(iterations, assertion),
     ]
 
 

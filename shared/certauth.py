@@ -19,11 +19,11 @@ import hmac
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import jwt
-import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -31,6 +31,7 @@ from shared.agents import Agent, AgentRegistry, AgentState, thumbprint
 from shared.audit import AuthFailureReason
 from shared.errors import AgentNotFound, AuthorizationFailed
 from shared.sharedkey import MAX_CLOCK_SKEW
+from shared.tokens import unverified_header
 
 FORWARDED_CERT_HEADER = "X-ARR-ClientCert"
 ASSERTION_MAX_LIFETIME = timedelta(minutes=10)
@@ -93,7 +94,11 @@ class CertificateAuthenticator:
 
     def _assertion(self, workspace_id: str, token: str, *, audience: str, body: bytes) -> Agent:
         try:
-            certificate_thumbprint = _x5t_s256(_unverified_header(token))
+            certificate_thumbprint = _x5t_s256(unverified_header(token))
+        except ValueError:
+            raise AuthorizationFailed(
+                "The client assertion is not a JWT.", audit_reason=AuthFailureReason.BAD_ASSERTION
+            ) from None
         except AuthorizationFailed as error:
             raise error.tag(AuthFailureReason.BAD_ASSERTION) from None
         agent = self._active_agent(workspace_id, certificate_thumbprint)
@@ -104,12 +109,12 @@ class CertificateAuthenticator:
 
     def _verified_assertion(self, agent: Agent, token: str, *, audience: str, body: bytes) -> Agent:
         workspace_id = agent.workspace_id
-        key = agent.certificate().public_key()
+        key = _public_key(agent.certificate_pem)
         try:
             # Times are checked below against the injected clock, not PyJWT's own.
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key,  # type: ignore[arg-type]
+                key,
                 algorithms=_algorithms_for(key),
                 audience=audience,
                 options={
@@ -181,6 +186,13 @@ class CertificateAuthenticator:
         return agent
 
 
+@lru_cache(maxsize=4096)
+def _public_key(certificate_pem: str) -> Any:
+    """Parsed once per certificate and process: the registry row is re-read every request (so a
+    revocation counts at once), the key it holds does not change."""
+    return x509.load_pem_x509_certificate(certificate_pem.encode("ascii")).public_key()
+
+
 def _algorithms_for(key: object) -> list[str]:
     """Only the algorithms the certificate's key type can verify, so an RSA certificate never sees an
     EC algorithm (PyJWT raises TypeError there) and no HMAC algorithm is ever possible."""
@@ -189,19 +201,6 @@ def _algorithms_for(key: object) -> list[str]:
     if isinstance(key, ec.EllipticCurvePublicKey):
         return [_EC_ALGORITHMS.get(key.curve.name, "ES256")]
     raise AuthorizationFailed("The registered certificate's key cannot verify client assertions.")
-
-
-def _unverified_header(token: str) -> Mapping[str, Any]:
-    """Only to find the certificate; jwt.decode then verifies everything. (PyJWT's own unverified
-    parse validates the whole token character by character, a second time, in Python.)"""
-    encoded = token.split(".", 1)[0]
-    try:
-        header = orjson.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-    except (binascii.Error, ValueError):
-        raise AuthorizationFailed("The client assertion is not a JWT.") from None
-    if not isinstance(header, dict):
-        raise AuthorizationFailed("The client assertion is not a JWT.")
-    return header
 
 
 def _x5t_s256(header: Mapping[str, Any]) -> str:
