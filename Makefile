@@ -39,7 +39,7 @@ $(STAMP_APT):
 	@touch $@
 
 run: $(STAMP_PY) $(STAMP_NODE)
-	@test -f local.settings.json || cp local.settings.example.json local.settings.json
+	@$(PY) -c 'from shared.localsettings import add_missing_settings as a; n = a("."); n and print("local.settings.json: added", ", ".join(n))'
 	$(PY) -m devhost
 
 lint: $(STAMP_PY)
