@@ -3,19 +3,18 @@ the ledger row for the blob is written in the same transaction as the aggregate 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
-import orjson
-
-from shared.aggregate import UsageRow, hourly_volume
-from shared.errors import BlobNotFound, CorruptBlob
+from shared.aggregate import Aggregates, HourlyAggregator
+from shared.errors import BlobNotFound
 from shared.ids import RawBlobName, workspace_of_container
-from shared.rawstore import MAX_BODY_BYTES, RawStore, gunzip_bounded
+from shared.rawreader import RecordStream
+from shared.rawstore import MAX_BODY_BYTES, RawStore
 from shared.telemetry import workspace_log
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
@@ -47,7 +46,7 @@ class Outcome(StrEnum):
 
 
 class AggregateSink(Protocol):
-    def apply_blob(self, entry: LedgerEntry, usage: Sequence[UsageRow]) -> bool:
+    def apply_blob(self, entry: LedgerEntry, aggregates: Aggregates) -> bool:
         """Ledger row + upserts in one transaction; False when the ledger already had the blob."""
 
 
@@ -74,27 +73,31 @@ def process_blob_created(event: BlobCreated, *, raw_store: RawStore, sink: Aggre
     if blob.metadata.get("workspace_id") != workspace_id:
         wlog.error("blob %s carries another workspace's metadata; ignored", event.blob_name)
         return Outcome.IGNORED
-    json_bytes = gunzip_bounded(blob.data, max_bytes=MAX_BODY_BYTES)
-    sha256 = hashlib.sha256(json_bytes).hexdigest()
-    if sha256 != blob.metadata.get("sha256"):
-        raise CorruptBlob(
-            f"blob {event.blob_name} of workspace {workspace_id}: sha256 does not match metadata"
-        )
-    records = _records(orjson.loads(json_bytes))
-    usage = hourly_volume(records, hour=name.hour, log_type=name.log_type)
+    stream = RecordStream(blob.data, max_bytes=MAX_BODY_BYTES)
+    aggregator = HourlyAggregator(
+        log_type=name.log_type,
+        time_field=blob.metadata.get("time_generated_field"),
+        received_at=_received_at(blob.metadata, default=name.hour),
+    )
+    for records in stream:
+        aggregator.add(records)
     entry = LedgerEntry(
         workspace_id=workspace_id,
         blob_name=event.blob_name,
         etag=blob.etag,
-        sha256=sha256,
-        record_count=len(records),
+        sha256=stream.finish(blob.metadata.get("sha256")),  # before anything is committed
+        record_count=stream.records,
     )
-    if sink.apply_blob(entry, usage):
-        wlog.info("aggregated %d records from %s", len(records), event.blob_name)
+    if sink.apply_blob(entry, aggregator.result()):
+        wlog.info("aggregated %d records from %s", stream.records, event.blob_name)
         return Outcome.APPLIED
     wlog.info("blob %s was already processed; redelivery ignored", event.blob_name)
     return Outcome.DUPLICATE
 
 
-def _records(document: Any) -> list[Mapping[str, Any]]:
-    return [document] if isinstance(document, dict) else list(document)
+def _received_at(metadata: Mapping[str, str], *, default: datetime) -> datetime:
+    try:
+        moment = datetime.fromisoformat(metadata["received_at"])
+    except (KeyError, ValueError):
+        return default
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from shared.aggregate import UsageRow
+from shared.aggregate import Aggregates, UsageRow
 from shared.errors import DatabaseError, DatabaseUnavailable
 from shared.processing import LedgerEntry
 from shared.settings import SqlDialect
@@ -127,7 +127,7 @@ class Database:
                 applied.append(migration.version)
         return applied
 
-    def apply_blob(self, entry: LedgerEntry, usage: Sequence[UsageRow]) -> bool:
+    def apply_blob(self, entry: LedgerEntry, aggregates: Aggregates) -> bool:
         claim = statement(self.dialect, "claim_blob")
         upsert = statement(self.dialect, "upsert_usage")
         rows = orjson.dumps(
@@ -139,7 +139,7 @@ class Database:
                     "records": r.records,
                     "bytes": r.bytes,
                 }
-                for r in usage
+                for r in aggregates.usage
             ]
         ).decode("utf-8")
         with self._transaction() as cursor:

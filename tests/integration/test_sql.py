@@ -18,7 +18,7 @@ import sqlglot
 from sqlglot import exp
 
 import shared.sql as sql_module
-from shared.aggregate import UsageRow
+from shared.aggregate import Aggregates, UsageRow
 from shared.errors import DatabaseUnavailable
 from shared.processing import LedgerEntry
 from shared.settings import SqlDialect
@@ -48,6 +48,10 @@ def entry(workspace_id: str, blob_name: str | None = None, *, records: int = 3) 
         sha256="ab" * 32,
         record_count=records,
     )
+
+
+def usage_of(rows: list[UsageRow]) -> Aggregates:
+    return Aggregates(usage=rows)
 
 
 def usage(records: int, size: int, *, computer: str = "web-1", log_type: str = "Perf_CL") -> UsageRow:
@@ -169,8 +173,8 @@ def test_given_a_blob_when_applied_twice_then_second_is_refused_and_totals_count
     workspace = ws()
     ledger = entry(workspace)
 
-    assert database.apply_blob(ledger, [usage(3, 300)]) is True
-    assert database.apply_blob(ledger, [usage(3, 300)]) is False
+    assert database.apply_blob(ledger, usage_of([usage(3, 300)])) is True
+    assert database.apply_blob(ledger, usage_of([usage(3, 300)])) is False
 
     assert database.blob_processed(workspace, ledger.blob_name) is True
     assert database.list_usage(workspace) == [usage(3, 300)]
@@ -179,8 +183,8 @@ def test_given_a_blob_when_applied_twice_then_second_is_refused_and_totals_count
 def test_given_two_different_blobs_when_applied_then_totals_add_up(database: Database) -> None:
     workspace = ws()
 
-    assert database.apply_blob(entry(workspace), [usage(3, 300), usage(1, 50, computer="db-1")])
-    assert database.apply_blob(entry(workspace), [usage(2, 200)])
+    assert database.apply_blob(entry(workspace), usage_of([usage(3, 300), usage(1, 50, computer="db-1")]))
+    assert database.apply_blob(entry(workspace), usage_of([usage(2, 200)]))
 
     assert database.list_usage(workspace) == [usage(1, 50, computer="db-1"), usage(5, 500)]
 
@@ -192,7 +196,7 @@ def test_given_rows_in_two_hours_and_log_types_when_listed_then_each_key_is_sepa
     later = UsageRow(hour=HOUR.replace(hour=14), log_type="Perf_CL", computer="web-1", records=1, bytes=10)
     other_type = usage(4, 40, log_type="Event_CL")
 
-    database.apply_blob(entry(workspace), [usage(2, 20), other_type, later])
+    database.apply_blob(entry(workspace), usage_of([usage(2, 20), other_type, later]))
 
     assert database.list_usage(workspace) == [other_type, usage(2, 20), later]
 
@@ -200,8 +204,8 @@ def test_given_rows_in_two_hours_and_log_types_when_listed_then_each_key_is_sepa
 def test_given_two_workspaces_when_listing_one_then_the_other_s_rows_never_appear(database: Database) -> None:
     workspace_a, workspace_b = ws(), ws()
     shared_name = "raw/2024/05/01/13/Perf_CL/" + "0" * 32 + ".json.gz"
-    database.apply_blob(entry(workspace_a, shared_name), [usage(7, 700, computer="a-host")])
-    database.apply_blob(entry(workspace_b, shared_name), [usage(1, 10, computer="b-host")])
+    database.apply_blob(entry(workspace_a, shared_name), usage_of([usage(7, 700, computer="a-host")]))
+    database.apply_blob(entry(workspace_b, shared_name), usage_of([usage(1, 10, computer="b-host")]))
 
     rows_b = database.list_usage(workspace_b)
 
@@ -216,7 +220,7 @@ def test_given_a_blob_without_usage_rows_when_applied_then_ledger_records_it(dat
     workspace = ws()
     ledger = entry(workspace, records=0)
 
-    assert database.apply_blob(ledger, []) is True
+    assert database.apply_blob(ledger, usage_of([])) is True
 
     assert database.blob_processed(workspace, ledger.blob_name)
     assert database.list_usage(workspace) == []
@@ -229,12 +233,12 @@ def test_given_an_upsert_that_fails_when_applying_then_no_ledger_row_is_left(dat
     broken = UsageRow(hour=HOUR, log_type="Perf_CL", computer=None, records=1, bytes=1)  # type: ignore[arg-type]
 
     with pytest.raises(Exception):  # noqa: B017 - each driver raises its own IntegrityError
-        database.apply_blob(ledger, [usage(2, 20), broken])
+        database.apply_blob(ledger, usage_of([usage(2, 20), broken]))
 
     assert database.blob_processed(workspace, ledger.blob_name) is False
     assert database.list_usage(workspace) == []
     # Redelivery after the failure is applied normally: the failed attempt left nothing behind.
-    assert database.apply_blob(ledger, [usage(2, 20)]) is True
+    assert database.apply_blob(ledger, usage_of([usage(2, 20)])) is True
     assert database.list_usage(workspace) == [usage(2, 20)]
 
 
@@ -248,7 +252,7 @@ def test_given_a_log_type_longer_than_the_column_when_applying_on_postgresql_the
         ledger = entry(workspace)
 
         with pytest.raises(Exception):  # noqa: B017 - pyodbc.Error (22001 string data right truncation)
-            db.apply_blob(ledger, [usage(1, 1), usage(1, 1, log_type="L" * 101)])
+            db.apply_blob(ledger, usage_of([usage(1, 1), usage(1, 1, log_type="L" * 101)]))
 
         assert db.blob_processed(workspace, ledger.blob_name) is False
         assert db.list_usage(workspace) == []
@@ -305,7 +309,7 @@ def test_given_the_connection_closes_between_claim_and_upsert_when_applying_then
     ledger = entry(workspace)
     try:
         with pytest.raises(Exception):  # noqa: B017 - sqlite3.ProgrammingError / pyodbc.Error
-            failing.apply_blob(ledger, [usage(2, 20)])
+            failing.apply_blob(ledger, usage_of([usage(2, 20)]))
     finally:
         failing.close()
 
@@ -359,13 +363,13 @@ def test_given_the_server_kills_the_session_mid_transaction_on_postgresql_then_n
         ledger = entry(workspace)
 
         with pytest.raises(DatabaseUnavailable):
-            db.apply_blob(ledger, [usage(2, 20)])
+            db.apply_blob(ledger, usage_of([usage(2, 20)]))
 
         assert killed
         # The same Database object reconnects on its next use; the killed transaction left nothing.
         assert db.blob_processed(workspace, ledger.blob_name) is False
         assert db.list_usage(workspace) == []
-        assert db.apply_blob(ledger, [usage(2, 20)]) is True
+        assert db.apply_blob(ledger, usage_of([usage(2, 20)])) is True
         assert db.list_usage(workspace) == [usage(2, 20)]
     finally:
         db.close()
@@ -385,7 +389,7 @@ def test_given_the_same_blob_applied_by_two_instances_at_once_then_counted_once(
             ledger = entry(workspace)
             outcomes = run_together(
                 2,
-                lambda i, e=ledger: databases[i].apply_blob(e, [usage(3, 300)]),  # type: ignore[misc]
+                lambda i, e=ledger: databases[i].apply_blob(e, usage_of([usage(3, 300)])),  # type: ignore[misc]
             )
             assert sorted(outcomes) == [False, True]
         assert databases[0].list_usage(workspace) == [usage(3 * RACE_ROUNDS, 300 * RACE_ROUNDS)]
@@ -404,7 +408,7 @@ def test_given_different_blobs_for_the_same_hour_applied_at_once_on_postgresql_t
         for _ in range(RACE_ROUNDS):
             outcomes = run_together(
                 2,
-                lambda i: databases[i].apply_blob(entry(workspace), [usage(1, 10)]),
+                lambda i: databases[i].apply_blob(entry(workspace), usage_of([usage(1, 10)])),
             )
             assert outcomes == [True, True]
         assert databases[0].list_usage(workspace) == [usage(2 * RACE_ROUNDS, 20 * RACE_ROUNDS)]

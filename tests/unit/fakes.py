@@ -4,11 +4,10 @@ adapters are exercised against Azurite and the databases in tests/integration.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from shared.aggregate import UsageRow
+from shared.aggregate import Aggregates, UsageRow
 from shared.audit import AuditChain, AuditEntry, AuditHead
 from shared.errors import BlobNotFound, NotFound, WorkspaceNotFound
 from shared.ids import day_prefix
@@ -98,13 +97,15 @@ class MemorySecrets:
 class MemorySink:
     ledger: dict[tuple[str, str], LedgerEntry] = field(default_factory=dict)
     usage: list[UsageRow] = field(default_factory=list)
+    aggregates: list[Aggregates] = field(default_factory=list)
 
-    def apply_blob(self, entry: LedgerEntry, usage: Sequence[UsageRow]) -> bool:
+    def apply_blob(self, entry: LedgerEntry, aggregates: Aggregates) -> bool:
         key = (entry.workspace_id, entry.blob_name)
         if key in self.ledger:
             return False
         self.ledger[key] = entry
-        self.usage.extend(usage)
+        self.usage.extend(aggregates.usage)
+        self.aggregates.append(aggregates)
         return True
 
 

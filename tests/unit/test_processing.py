@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from shared.aggregate import UsageRow, hourly_volume
+from shared.aggregate import HourlyAggregator, UsageRow
 from shared.errors import CorruptBlob
 from shared.processing import BlobCreated, Outcome, parse_blob_created, process_blob_created
 from tests.unit.fakes import MemoryRawStore, MemorySink
@@ -19,6 +19,12 @@ OTHER_WS = "99999999-2a3f-4f3e-9c7e-1a2b3c4d5e6f"
 NAME = "raw/2026/11/22/13/Syslog/" + "a" * 32 + ".json.gz"
 HOUR = datetime(2026, 11, 22, 13, tzinfo=UTC)
 RECORDS = [{"Computer": "a", "m": 1}, {"Computer": "b", "m": 22}, {"Computer": "a", "m": 333}, {"m": 4}]
+
+
+def volume(records: list[dict[str, object]], *, hour: datetime, log_type: str) -> list[UsageRow]:
+    aggregator = HourlyAggregator(log_type=log_type, time_field=None, received_at=hour)
+    aggregator.add(records)
+    return aggregator.result().usage
 
 
 def store_with(records: object, *, workspace: str = WS, metadata_workspace: str = WS) -> MemoryRawStore:
@@ -98,9 +104,7 @@ def test_given_content_not_matching_sha_when_processing_then_corrupt_and_nothing
 
 
 def test_given_odd_computer_values_when_aggregating_then_text_and_bounded() -> None:
-    rows = hourly_volume(
-        [{"Computer": 7}, {"Computer": "x" * 300}, {"Computer": None}], hour=HOUR, log_type="T"
-    )
+    rows = volume([{"Computer": 7}, {"Computer": "x" * 300}, {"Computer": None}], hour=HOUR, log_type="T")
     assert sorted(r.computer for r in rows) == ["", "7", "x" * 256]
 
 
@@ -116,5 +120,5 @@ def test_given_odd_computer_values_when_aggregating_then_text_and_bounded() -> N
 def test_given_computer_names_databases_compare_differently_when_aggregating_then_one_portable_key(
     computer: str, key: str
 ) -> None:
-    (row,) = hourly_volume([{"Computer": computer}], hour=HOUR, log_type="T")
+    (row,) = volume([{"Computer": computer}], hour=HOUR, log_type="T")
     assert row.computer == key

@@ -1,0 +1,54 @@
+"""What a raw record is and when it happened (pure).
+
+The seeds' data sources are recognised by log type (the Data Collector API's Log-Type, or the Logs
+Ingestion stream's table): performance counters (`Perf`), Windows and security events (`Event`,
+`SecurityEvent`) and `Syslog`; anything else is a custom log, counted for volume only.
+
+TimeGenerated follows Azure's rule for the Data Collector API: the field named by
+`time-generated-field` when the record has it as an ISO 8601 time, unless that time is more than 2
+days before ingestion or more than 1 day after it; then, and without the header, the ingestion time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+MAX_PAST = timedelta(days=2)
+MAX_FUTURE = timedelta(days=1)
+
+
+class RecordKind(StrEnum):
+    CUSTOM = "custom"
+    PERF = "perf"
+    EVENT = "event"
+    SYSLOG = "syslog"
+
+
+_KINDS = {
+    "Perf": RecordKind.PERF,
+    "Event": RecordKind.EVENT,
+    "SecurityEvent": RecordKind.EVENT,
+    "Syslog": RecordKind.SYSLOG,
+}
+
+
+def kind_of(log_type: str) -> RecordKind:
+    return _KINDS.get(log_type, RecordKind.CUSTOM)
+
+
+def time_generated(record: Mapping[str, Any], *, field: str | None, received_at: datetime) -> datetime:
+    if field is None:
+        return received_at
+    value = record.get(field)
+    if not isinstance(value, str):
+        return received_at
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return received_at
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment < received_at - MAX_PAST or moment > received_at + MAX_FUTURE:
+        return received_at
+    return moment
