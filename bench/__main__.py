@@ -1,4 +1,5 @@
-"""`python -m bench [--json FILE]`: runs both benchmarks, prints the figures, exits 0 whatever they are."""
+"""`python -m bench [--json FILE] [--only NAME]`: runs the benchmarks, prints the figures, exits 0 whatever
+they are (and whatever fails: a benchmark that cannot run prints why)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from bench.auth import DEFAULT_ITERATIONS as AUTH_ITERATIONS
 from bench.auth import auth_lines, run_auth_benchmark
 from bench.coldstart import DEFAULT_RUNS, run_cold_start_benchmark
 from bench.ingest import DEFAULT_ITERATIONS, run_ingest_benchmark
+from bench.processing import DEFAULT_ITERATIONS as PROCESSING_ITERATIONS
+from bench.processing import processing_json, processing_lines, run_processing_benchmark
 from bench.report import as_json, cold_start_lines, ingest_lines
 
 
@@ -35,7 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_RUNS,
         help=f"fresh processes per cold-start figure, the median is reported (default {DEFAULT_RUNS})",
     )
-    parser.add_argument("--only", choices=("ingest", "auth", "cold-start"), help="run one benchmark only")
+    parser.add_argument(
+        "--only", choices=("ingest", "auth", "processing", "cold-start"), help="run one benchmark only"
+    )
     args = parser.parse_args(argv)
     if args.iterations < 1 or args.cold_start_runs < 1:
         parser.error("--iterations and --cold-start-runs must be at least 1")
@@ -56,6 +61,10 @@ def machine_description() -> dict[str, Any]:
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # SystemExit unwinds through the `finally` that stops Azurite; the default action would not.
     raise SystemExit(128 + signum)
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +88,18 @@ def main(argv: list[str] | None = None) -> int:
             auth_figures = run_auth_benchmark(iterations=AUTH_ITERATIONS, work_dir=Path(work_dir))
         print()
         print("\n".join(auth_lines(auth_figures)), flush=True)
+    processing_result = None
+    if args.only in (None, "processing"):
+        print(flush=True)
+        try:
+            with tempfile.TemporaryDirectory(prefix="sluice-bench-") as work_dir:
+                processing_result = run_processing_benchmark(
+                    iterations=PROCESSING_ITERATIONS, work_dir=Path(work_dir), log=_progress
+                )
+        except Exception as error:  # a benchmark that cannot run says why; the others still run
+            print(f"processing benchmark failed: {type(error).__name__}: {error}", flush=True)
+        else:
+            print("\n".join(processing_lines(processing_result)), flush=True)
     cold_start_result = None
     if args.only in (None, "cold-start"):
         cold_start_result = run_cold_start_benchmark(runs=args.cold_start_runs)
@@ -97,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 for f in auth_figures
             ]
+        if processing_result is not None:
+            document["processing"] = processing_json(processing_result)
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"\nfigures written to {args.json}")
     return 0

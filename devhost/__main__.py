@@ -1,6 +1,8 @@
 """`python -m devhost` (`make run`): Azurite, then every function folder of the app on local parts:
 HTTP triggers over HTTPS (with optional TLS client certificates forwarded as App Service forwards them),
-BlobCreated events from Azurite, timers. SIGINT or SIGTERM stops it all."""
+BlobCreated events from Azurite, timers. SIGINT or SIGTERM stops it all, in this order: the HTTP server
+(no new connections; requests in flight finish, for at most STOP_TIMEOUT_SECONDS), timers, event
+delivery, the services (database connections), Azurite; so nothing still running needs what is gone."""
 
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from shared.telemetry import install_json_logging
 
 DEFAULT_PORT = 7071
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
-# How long each worker may take to finish its current invocation when stopping.
+# How long the HTTP server and each worker may take to finish their current invocations when stopping.
 STOP_TIMEOUT_SECONDS = 10.0
 SUPPORTED_TRIGGERS = frozenset({"httpTrigger", "eventGridTrigger", "timerTrigger"})
 
@@ -97,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(
     settings: Settings, *, state_dir: Path, port: int, azurite: bool, stopping: threading.Event
 ) -> None:
-    """Starts everything, waits for `stopping`, then stops everything in reverse order."""
+    """Starts everything, HTTP last, waits for `stopping`, then stops everything in reverse order: HTTP
+    first (its requests in flight finish), so nothing still running needs what was stopped before it."""
     with ExitStack() as stack:
         if azurite:
             stack.callback(start_azurite(settings, state_dir).stop)
@@ -110,9 +113,6 @@ def serve(
         trust = ClientCertificateTrust(tls, lambda: registered_certificates(current))
         trust.reload()
         by_trigger = _by_trigger(discover(REPO_ROOT, os.environ))
-        prefix = route_prefix(REPO_ROOT / "host.json")
-        http_functions = [trust.reloading_after_enrollment(f) for f in by_trigger.get("httpTrigger", [])]
-        server = start_http(stack, http_functions, prefix=prefix, port=port, tls=trust.context)
         for function in by_trigger.get("eventGridTrigger", []):
             dispatcher = BlobCreatedDispatcher(
                 function,
@@ -126,6 +126,9 @@ def serve(
             scheduler = TimerScheduler(timers)
             scheduler.start()
             stack.callback(scheduler.stop, STOP_TIMEOUT_SECONDS)
+        prefix = route_prefix(REPO_ROOT / "host.json")
+        http_functions = [trust.reloading_after_enrollment(f) for f in by_trigger.get("httpTrigger", [])]
+        server = start_http(stack, http_functions, prefix=prefix, port=port, tls=trust.context)
 
         # Written last: its presence tells a client (or a test) that the host is ready.
         demo_file = state_dir / DEMO_FILE
@@ -172,11 +175,11 @@ def start_http(
         )
     except OSError as error:
         raise StartupError(f"cannot listen on 127.0.0.1:{port}: {error.strerror}") from error
-    stack.callback(server.server_close)
+    stack.callback(server.server_close)  # if the thread does not start; closing twice is harmless
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="devhost-http", daemon=True
     ).start()
-    stack.callback(server.shutdown)
+    stack.callback(server.stop, STOP_TIMEOUT_SECONDS)
     for route in routes:
         log.info("%s %s -> %s", " ".join(sorted(route.methods)), route.template, route.function_name)
     return server

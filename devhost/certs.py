@@ -1,13 +1,21 @@
 """The local TLS identity: a local CA (its certificate is what clients trust, `ca.pem`) and a server
-certificate it issues for 127.0.0.1 and localhost. Both are kept in the state dir and made again only
-when missing, unreadable or about to expire, so a CA a developer trusted keeps working across starts."""
+certificate it issues for 127.0.0.1 and localhost. The CA carries critical name constraints (DNS
+localhost, IP 127.0.0.1/32 and ::1/128), so trusting it vouches for no other name, even if its key
+leaks. Both are kept in the state dir and made again only when missing, unreadable or about to expire,
+so a CA a developer trusted keeps working across starts; a CA without those constraints (made before
+they were added) is replaced once. Private keys are owner-only (0600); every file is replaced whole
+(write_atomically), and two hosts starting on one state dir take turns on a lock file, so a certificate
+and its key always come from the same run."""
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import logging
 import os
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,16 +26,25 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from devhost.files import write_atomically
+
 CA_FILE = "ca.pem"
 CA_KEY_FILE = "ca-key.pem"
 SERVER_CERT_FILE = "server.pem"
 SERVER_KEY_FILE = "server-key.pem"
+LOCK_FILE = ".tls.lock"
 CA_VALIDITY = timedelta(days=5 * 365)
 SERVER_VALIDITY = timedelta(days=397)  # the longest lifetime browsers accept for a server certificate
 RENEW_BEFORE = timedelta(days=7)
 BACKDATE = timedelta(minutes=5)  # tolerate a client clock slightly behind ours
 SERVER_NAMES = ("localhost",)
 SERVER_ADDRESSES = (ipaddress.IPv4Address("127.0.0.1"),)
+# All the local CA can vouch for, whoever trusts it: the loopback names.
+CA_PERMITTED_SUBTREES: tuple[x509.GeneralName, ...] = (
+    x509.DNSName("localhost"),
+    x509.IPAddress(ipaddress.IPv4Network("127.0.0.1/32")),
+    x509.IPAddress(ipaddress.IPv6Network("::1/128")),
+)
 
 log = logging.getLogger("sluice.devhost.certs")
 
@@ -53,18 +70,36 @@ def ensure_tls_files(directory: Path, *, now: datetime) -> TlsFiles:
         key_file=directory / SERVER_KEY_FILE,
     )
     ca_key_file = directory / CA_KEY_FILE
-    ca = _usable_pair(files.ca_file, ca_key_file, now=now)
-    if ca is None:
-        log.info("creating a local CA in %s", files.ca_file)
-        ca = _new_ca(now)
-        _write_pair(files.ca_file, ca_key_file, ca)
-    server = _usable_pair(files.cert_file, files.key_file, now=now)
-    if server is None or not _issued_by(server[0], ca[0]):
-        log.info(
-            "issuing a server certificate for %s", ", ".join([*SERVER_NAMES, *map(str, SERVER_ADDRESSES)])
-        )
-        _write_pair(files.cert_file, files.key_file, _new_server_certificate(ca, now))
+    with _locked(directory / LOCK_FILE):
+        ca = _usable_pair(files.ca_file, ca_key_file, now=now)
+        if ca is not None and not _name_constrained(ca[0]):
+            log.warning(
+                "the local CA in %s has no name constraints: replacing it (remove the old one from any "
+                "trust store it was added to)",
+                files.ca_file,
+            )
+            ca = None
+        if ca is None:
+            log.info("creating a local CA in %s", files.ca_file)
+            ca = _new_ca(now)
+            _write_pair(files.ca_file, ca_key_file, ca)
+        server = _usable_pair(files.cert_file, files.key_file, now=now)
+        if server is None or not _issued_by(server[0], ca[0]):
+            names = ", ".join([*SERVER_NAMES, *map(str, SERVER_ADDRESSES)])
+            log.info("issuing a server certificate for %s", names)
+            _write_pair(files.cert_file, files.key_file, _new_server_certificate(ca, now))
     return files
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (made if missing), held until the block ends; released by closing."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 _Pair = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
@@ -82,6 +117,20 @@ def _usable_pair(cert_file: Path, key_file: Path, *, now: datetime) -> _Pair | N
     if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc - RENEW_BEFORE:
         return None
     return cert, key
+
+
+def _name_constrained(ca: x509.Certificate) -> bool:
+    """Whether the CA is limited to CA_PERMITTED_SUBTREES, critically, with nothing else allowed."""
+    try:
+        extension = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    permitted = extension.value.permitted_subtrees or []
+    return (
+        extension.critical
+        and not extension.value.excluded_subtrees
+        and set(permitted) == set(CA_PERMITTED_SUBTREES)
+    )
 
 
 def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
@@ -114,6 +163,10 @@ def _new_ca(now: datetime) -> _Pair:
         .not_valid_after(now + CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(
+            x509.NameConstraints(permitted_subtrees=list(CA_PERMITTED_SUBTREES), excluded_subtrees=None),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -166,13 +219,5 @@ def _write_pair(cert_file: Path, key_file: Path, pair: _Pair) -> None:
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write_atomically(key_file, key_pem, mode=0o600)
-    _write_atomically(cert_file, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
-
-
-def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
+    write_atomically(key_file, key_pem, mode=0o600)
+    write_atomically(cert_file, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)

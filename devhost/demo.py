@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
+from devhost.files import write_atomically
 from shared.errors import NotFound
 from shared.runtime import Services
 from shared.workspaces import create_workspace, shared_key_secret_name
@@ -26,11 +26,7 @@ def write_demo_workspace(path: Path, current: Services, *, endpoint: str, ca_fil
         "ca_file": str(ca_file.resolve()),
     }
     # Owner-only, since it holds a key; replaced whole, so a reader never sees half a file.
-    temporary = path.with_name(path.name + ".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2)
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(document, indent=2).encode("utf-8"), mode=0o600)
 
 
 def _existing(path: Path, current: Services) -> tuple[str, str] | None:

@@ -2,14 +2,17 @@
 New blobs in `ws-*` containers (the production subscription's subject filter) are found by polling and
 delivered once per (container, name, ETag), like blob receipts; a failing delivery is retried with
 backoff, then dead-lettered. Receipts live in the state dir, so a restart does not deliver again what
-was handled. Delivery runs on its own thread, never on an HTTP request's."""
+was handled. Delivery runs on its own thread, never on an HTTP request's, and nothing that fails ends
+that thread: a failed listing is tried again at the next poll; a dead letter that cannot be written is
+logged and its event delivered again later (then dead-lettered anew); anything else (a receipt that
+cannot be written) is logged with its traceback and the loop goes on after a short pause. A blob
+version whose receipt could not be written is not delivered again by this run, but is after a restart."""
 
 from __future__ import annotations
 
 import heapq
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +25,7 @@ import azure.functions as func
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
+from devhost.files import write_atomically
 from devhost.functions import FunctionSpec
 from devhost.worker import BackgroundWorker
 from shared.ids import CONTAINER_PREFIX, workspace_of_container
@@ -31,6 +35,8 @@ POLL_INTERVAL_SECONDS = 0.5
 MAX_ATTEMPTS = 5
 FIRST_RETRY_SECONDS = 1.0  # then doubled: 1, 2, 4, 8 s before the last attempt
 MAX_RETRY_SECONDS = 30.0
+# The pause after the loop itself failed (a receipt not written, or anything unforeseen), before going on.
+ERROR_BACKOFF_SECONDS = 1.0
 # Event Grid names the storage account by its ARM id; this one is a stand-in for the emulator.
 LOCAL_TOPIC = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/sluice-local"
@@ -181,6 +187,7 @@ class BlobCreatedDispatcher(BackgroundWorker):
         poll_interval: float = POLL_INTERVAL_SECONDS,
         max_attempts: int = MAX_ATTEMPTS,
         first_retry_seconds: float = FIRST_RETRY_SECONDS,
+        error_backoff_seconds: float = ERROR_BACKOFF_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._function = function
@@ -190,6 +197,7 @@ class BlobCreatedDispatcher(BackgroundWorker):
         self._poll_interval = poll_interval
         self._max_attempts = max_attempts
         self._first_retry_seconds = first_retry_seconds
+        self._error_backoff_seconds = error_backoff_seconds
         self._clock = clock
         self._pending: dict[Receipt, _Delivery] = {}
         self._due: list[tuple[float, Receipt]] = []  # heap of (when, which)
@@ -213,13 +221,24 @@ class BlobCreatedDispatcher(BackgroundWorker):
     def _run(self) -> None:
         next_poll = self._clock()
         while not self._stop.is_set():
-            if self._clock() >= next_poll:
-                try:
-                    self.poll()
-                except Exception as error:  # storage briefly away: keep the thread, try again
-                    log.warning("listing blobs failed: %s", error)
-                next_poll = self._clock() + self._poll_interval
-            self.deliver_due()
+            try:
+                if self._clock() >= next_poll:
+                    next_poll = self._clock() + self._poll_interval
+                    try:
+                        self.poll()
+                    except Exception as error:  # storage briefly away: keep the thread, try again
+                        log.warning("listing blobs failed: %s", error)
+                self.deliver_due()
+            except Exception:
+                # Its own bookkeeping failed (disk full, permissions): this thread is the only one
+                # delivering events, so it must not end; say so loudly and go on.
+                log.exception(
+                    "the BlobCreated dispatcher for %s failed; going on in %.1f s",
+                    self._function.name,
+                    self._error_backoff_seconds,
+                )
+                self._stop.wait(self._error_backoff_seconds)
+                continue
             wake = min(next_poll, self._due[0][0]) if self._due else next_poll
             self._stop.wait(max(wake - self._clock(), 0.0))
 
@@ -236,7 +255,18 @@ class BlobCreatedDispatcher(BackgroundWorker):
             self._function.invoke(function_event(document))
         except Exception as error:
             if delivery.attempts >= self._max_attempts:
-                path = self._dead_letter(delivery, error)
+                try:
+                    path = self._dead_letter(delivery, error)
+                except Exception:
+                    # Not parked: delivered again later (it may succeed) and then dead-lettered anew.
+                    heapq.heappush(self._due, (self._clock() + MAX_RETRY_SECONDS, delivery.receipt))
+                    log.exception(
+                        "dead-lettering %s failed; delivering it again in %.0f s",
+                        document["subject"],
+                        MAX_RETRY_SECONDS,
+                        extra=context,
+                    )
+                    return
                 log.error("dead-lettered %s to %s", document["subject"], path, extra=context, exc_info=True)
                 self._finish(delivery)
                 return
@@ -255,6 +285,8 @@ class BlobCreatedDispatcher(BackgroundWorker):
 
     def _finish(self, delivery: _Delivery) -> None:
         # A dead-lettered event gets a receipt too: it is parked for a person, not retried forever.
+        # If the receipt cannot be written, the delivery stays pending with nothing due: polls skip it,
+        # so this run does not deliver it again; a restart, finding no receipt, does.
         self._receipts.add(delivery.receipt)
         del self._pending[delivery.receipt]
 
@@ -269,7 +301,5 @@ class BlobCreatedDispatcher(BackgroundWorker):
         }
         self._dead_letter_dir.mkdir(parents=True, exist_ok=True)
         path = self._dead_letter_dir / f"{delivery.document['id']}.json"
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(entry, indent=2), encoding="utf-8")
-        os.replace(temporary, path)
+        write_atomically(path, json.dumps(entry, indent=2).encode("utf-8"), mode=0o644)
         return path

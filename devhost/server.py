@@ -4,7 +4,13 @@ at MAX_BODY_BYTES; header reading is bounded by http.server (100 headers, 64 KiB
 timeout; TLS handshakes run in each connection's thread; a failing function is a 500 while the server
 keeps serving. As App Service's front end does, the client's TLS certificate, if it sent one, is passed
 to the function base64 DER in `X-ARR-ClientCert`, and a copy of that header sent by the client itself
-is always removed (see clientcerts.py for which certificates the handshake accepts)."""
+is always removed (see clientcerts.py for which certificates the handshake accepts).
+
+`stop()` is graceful: it stops accepting, ends idle connections (kept alive, or not yet past the
+handshake), and waits a bounded time for the requests in flight, whose responses are still written
+(with `Connection: close`). Only after that may the caller take away what functions use (services,
+storage). A function still running at the deadline is abandoned: connection threads are daemons, so
+it cannot keep the process alive."""
 
 from __future__ import annotations
 
@@ -13,7 +19,9 @@ import logging
 import socket
 import ssl
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -46,8 +54,55 @@ class HostRefusal(Exception):
         self.headers = dict(headers or {})
 
 
+class _Connections:
+    """Every open connection and whether it is serving a request, so that a drain can wait for the
+    busy ones and end the idle ones."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._busy: dict[socket.socket, bool] = {}
+        self.draining = False
+
+    def opened(self, connection: socket.socket) -> None:
+        with self._changed:
+            self._busy[connection] = False
+            if self.draining:
+                _end(connection)
+
+    def closed(self, connection: socket.socket) -> None:
+        with self._changed:
+            self._busy.pop(connection, None)
+            self._changed.notify_all()
+
+    def set_busy(self, connection: socket.socket, busy: bool) -> None:
+        with self._changed:
+            if connection in self._busy:
+                self._busy[connection] = busy
+
+    def drain(self, timeout: float) -> int:
+        """Ends the idle connections, waits at most `timeout` seconds for the others to close, and
+        returns how many are still open."""
+        with self._changed:
+            self.draining = True
+            for connection, busy in self._busy.items():
+                if not busy:
+                    _end(connection)
+            self._changed.wait_for(lambda: not self._busy, timeout)
+            return len(self._busy)
+
+
+def _end(connection: socket.socket) -> None:
+    """Wakes the connection's thread out of a read with end of file; its thread then closes it. The
+    plain socket's shutdown: SSLSocket.shutdown would drop the TLS object under that thread's feet."""
+    with suppress(OSError):  # the client already went
+        socket.socket.shutdown(connection, socket.SHUT_RDWR)
+
+
 class FunctionHttpServer(ThreadingHTTPServer):
+    # stop() bounds the wait for requests in flight; a function stuck past it must not keep the
+    # process alive, and socketserver's own join on close (block_on_close) has no bound.
     daemon_threads = True
+    block_on_close = False
     request_queue_size = 128  # socketserver's 5 refuses connections under a burst of agents
 
     def __init__(
@@ -62,12 +117,42 @@ class FunctionHttpServer(ThreadingHTTPServer):
         for client certificates) applies from the next connection on."""
         self.functions = functions
         self.router = router
+        self.connections = _Connections()
         self._tls = tls
         super().__init__(("127.0.0.1", port), FunctionRequestHandler)
 
     @property
     def origin(self) -> str:
         return f"https://127.0.0.1:{self.server_port}"
+
+    @property
+    def draining(self) -> bool:
+        return self.connections.draining
+
+    def stop(self, timeout: float) -> None:
+        """Stops serve_forever (which must be running on another thread) and closes the listening
+        socket, then lets the requests in flight finish for at most `timeout` seconds."""
+        self.shutdown()
+        self.server_close()
+        still_open = self.connections.drain(timeout)
+        if still_open:
+            log.warning("stopping with %d connections still serving after %.0f s", still_open, timeout)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Registered here, on the accepting thread, so a drain right after shutdown() cannot miss a
+        # connection whose thread has not run yet.
+        self.connections.opened(request)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.closed(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.closed(request)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = super().get_request()
@@ -99,6 +184,19 @@ class FunctionRequestHandler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version  # no Python version in the Server header
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.connections.set_busy(self.request, False)
+            if self.server.draining:
+                self.close_connection = True
+
+    def parse_request(self) -> bool:
+        # Called once the request line is in: from here until the response is written, a drain waits.
+        self.server.connections.set_busy(self.request, True)
+        return super().parse_request()
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -211,6 +309,8 @@ class FunctionRequestHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
+        if self.server.draining and not self.close_connection:
+            self.send_header("Connection", "close")  # sets close_connection: the last on this connection
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":

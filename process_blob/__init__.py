@@ -1,5 +1,6 @@
 """Event Grid `Microsoft.Storage.BlobCreated` for `ws-*` containers → hourly aggregates in SQL.
-An exception here makes Event Grid redeliver (then dead-letter); redelivery is harmless."""
+An exception here (storage or database unavailable) makes Event Grid redeliver (then dead-letter);
+redelivery is harmless. A blob that can never be processed is quarantined and acknowledged."""
 
 import logging
 
@@ -17,4 +18,4 @@ def main(event: func.EventGridEvent) -> None:
         log.info("ignored event %s of type %s", event.id, event.event_type)
         return
     current = services()
-    process_blob_created(created, raw_store=current.raw_store, sink=current.database)
+    process_blob_created(created, raw_store=current.raw_store, sink=current.database, audit=current.audit)

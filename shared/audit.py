@@ -73,6 +73,7 @@ class AuditAction(StrEnum):
     AGENT_REVOKE = "agent.revoke"
     DCR_CREATE = "dcr.create"
     RETENTION_PURGE = "retention.purge"
+    QUARANTINE = "blob.quarantine"  # a raw blob that can never be processed, moved to quarantine/
     AUTH_FAILURES = "auth.failures"
 
 

@@ -4,9 +4,10 @@ storage. Azure SDK errors are translated into shared.errors here and nowhere els
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -19,7 +20,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.data.tables import TableServiceClient, UpdateMode
-from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 
 from shared.agents import Agent, AgentState
 from shared.errors import (
@@ -34,7 +35,7 @@ from shared.errors import (
 )
 from shared.ids import RAW_PREFIX, container_name, day_prefix, workspace_of_container
 from shared.plans import Plan
-from shared.rawstore import RawBlob
+from shared.rawstore import QUARANTINE_PREFIX, RawBlob, quarantine_metadata, quarantine_name
 from shared.settings import StorageSettings
 from shared.workspaces import Workspace, WorkspaceState
 
@@ -44,6 +45,11 @@ ASSERTION_IDS_TABLE = "assertionids"
 WORKSPACE_ROW_KEY = "workspace"
 # Blob batch deletes take at most 256 sub-requests.
 DELETE_BATCH = 256
+# Where day prefixes live: raw data, and raw data moved to quarantine (same names under quarantine/).
+DAY_ROOTS = (RAW_PREFIX, QUARANTINE_PREFIX + RAW_PREFIX)
+# A copy within one account completes synchronously in practice; a pending one is polled this long.
+COPY_TIMEOUT_SECONDS = 30.0
+COPY_POLL_SECONDS = 0.25
 
 log = logging.getLogger("sluice.storage")
 
@@ -137,26 +143,35 @@ class BlobRawStore:
         )
 
     def list_raw_days(self, workspace_id: str) -> list[date]:
+        """Days with raw data or quarantined raw data (`quarantine/raw/...`: customer data too, kept no
+        longer than the raw data it came from)."""
         container = self._service.get_container_client(container_name(workspace_id))
-        days: list[date] = []
+        days: set[date] = set()
         with translated("listing raw day prefixes"):
             try:
-                for year in self._prefixes(container, RAW_PREFIX):
-                    for month in self._prefixes(container, year):
-                        for day in self._prefixes(container, month):
-                            parsed = _parse_day(day)
-                            if parsed is not None:
-                                days.append(parsed)
+                for root in DAY_ROOTS:
+                    for year in self._prefixes(container, root):
+                        for month in self._prefixes(container, year):
+                            for day in self._prefixes(container, month):
+                                parsed = _parse_day(day.removeprefix(QUARANTINE_PREFIX))
+                                if parsed is not None:
+                                    days.add(parsed)
             except ResourceNotFoundError:
                 return []
-        return days
+        return sorted(days)
 
     def delete_raw_day(self, workspace_id: str, day: date) -> int:
         container = self._service.get_container_client(container_name(workspace_id))
         deleted = 0
         with translated("deleting a raw day prefix"):
             try:
-                names = [b.name for b in container.list_blobs(name_starts_with=day_prefix(day))]
+                names = [
+                    b.name
+                    for root in DAY_ROOTS
+                    for b in container.list_blobs(
+                        name_starts_with=root.removesuffix(RAW_PREFIX) + day_prefix(day)
+                    )
+                ]
             except ResourceNotFoundError:
                 return 0
             for start in range(0, len(names), DELETE_BATCH):
@@ -169,6 +184,52 @@ class BlobRawStore:
                             f"Deleting a raw blob failed with status {response.status_code}."
                         )
         return deleted
+
+    def quarantine_raw(self, workspace_id: str, blob_name: str, *, reason: str, detail: str) -> None:
+        """A server-side copy to `quarantine/{name}` (the bytes never pass through here), then the
+        original's deletion, both conditional on the ETag read first: only what was copied is deleted."""
+        container = container_name(workspace_id)
+        source = self._service.get_blob_client(container, blob_name)
+        target = self._service.get_blob_client(container, quarantine_name(blob_name))
+        with translated("quarantining a raw blob"):
+            try:
+                properties = source.get_blob_properties()
+                metadata = quarantine_metadata(
+                    properties.metadata or {}, reason=reason, detail=detail, at=datetime.now(UTC)
+                )
+                copy = target.start_copy_from_url(
+                    source.url,
+                    metadata=metadata,
+                    source_etag=properties.etag,
+                    source_match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceNotFoundError:
+                if target.exists():  # an earlier (or concurrent) delivery moved it already
+                    return
+                raise BlobNotFound(f"{blob_name} does not exist in workspace {workspace_id}") from None
+            self._await_copy(target, copy)
+            with suppress(ResourceNotFoundError):  # already deleted by a concurrent delivery
+                source.delete_blob(
+                    delete_snapshots="include",
+                    etag=properties.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+
+    @staticmethod
+    def _await_copy(target: BlobClient, copy: dict[str, Any]) -> None:
+        status, copy_id = copy.get("copy_status"), str(copy.get("copy_id") or "")
+        deadline = time.monotonic() + COPY_TIMEOUT_SECONDS
+        while status == "pending":
+            if time.monotonic() > deadline:
+                with suppress(AzureError):  # leaves an empty copy that the next delivery overwrites
+                    target.abort_copy(copy_id)
+                raise StorageUnavailable(
+                    f"The quarantine copy {target.blob_name} did not finish in {COPY_TIMEOUT_SECONDS:.0f} s."
+                )
+            time.sleep(COPY_POLL_SECONDS)
+            status = target.get_blob_properties().copy.status
+        if status != "success":
+            raise StorageUnavailable(f"The quarantine copy {target.blob_name} ended {status}.")
 
     @staticmethod
     def _prefixes(container: Any, prefix: str) -> list[str]:

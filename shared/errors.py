@@ -197,7 +197,7 @@ class DatabaseError(SluiceError):
 
 
 class CorruptBlob(SluiceError):
-    """Retried, then dead-lettered by the event pipeline."""
+    """Processing moves such a blob to quarantine/ (shared.processing) instead of retrying it."""
 
     code = "CorruptBlob"
 

@@ -1,24 +1,40 @@
 """BlobCreated → hourly aggregates in SQL, exactly once in effect on top of at-least-once delivery:
-the ledger row for the blob is written in the same transaction as the aggregate upserts."""
+the ledger row for the blob is written in the same transaction as the aggregate upserts.
+
+A blob that can never be processed (a poison blob: corrupt or truncated gzip, not JSON, elements that
+are not objects, inflating past the limit, content not matching its sha256, metadata missing or not
+this workspace's) is moved to `quarantine/{name}` in its own container with the reason in its
+metadata, audited, and acknowledged (Outcome.QUARANTINED), so Event Grid does not redeliver it for a
+day. A transient failure (storage or database unavailable) is raised, so Event Grid redelivers.
+
+The audit entry is written before the move: a failure between the two leaves an entry for a blob
+still in `raw/`, which the redelivery moves (and audits again); never a move without its entry."""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from shared.aggregate import Aggregates, HourlyAggregator
-from shared.errors import BlobNotFound
+from shared.errors import BlobNotFound, CorruptBlob, RequestRejected, SluiceError
 from shared.ids import RawBlobName, workspace_of_container
 from shared.rawreader import RecordStream
-from shared.rawstore import MAX_BODY_BYTES, RawStore
+from shared.rawstore import MAX_BODY_BYTES, RawBlob, RawStore, quarantine_name
 from shared.telemetry import workspace_log
+
+if TYPE_CHECKING:
+    from shared.audit import AuditLog
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 _SUBJECT_PREFIX = "/blobServices/default/containers/"
+
+PROCESSING_ACTOR = "system:processing"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 log = logging.getLogger("sluice.processing")
 
@@ -42,7 +58,8 @@ class Outcome(StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"  # already in the ledger: a redelivery, nothing counted again
     IGNORED = "ignored"  # not a raw blob of a workspace container
-    MISSING = "missing"  # the blob is gone (deleted by retention before processing)
+    MISSING = "missing"  # the blob is gone (deleted by retention before processing, or quarantined)
+    QUARANTINED = "quarantined"  # a poison blob: moved to quarantine/, audited, acknowledged
 
 
 class AggregateSink(Protocol):
@@ -58,7 +75,9 @@ def parse_blob_created(event_type: str, subject: str) -> BlobCreated | None:
     return BlobCreated(container=container, blob_name=name) if sep and name else None
 
 
-def process_blob_created(event: BlobCreated, *, raw_store: RawStore, sink: AggregateSink) -> Outcome:
+def process_blob_created(
+    event: BlobCreated, *, raw_store: RawStore, sink: AggregateSink, audit: AuditLog
+) -> Outcome:
     workspace_id = workspace_of_container(event.container)
     name = RawBlobName.parse(event.blob_name)
     if workspace_id is None or name is None:
@@ -70,9 +89,29 @@ def process_blob_created(event: BlobCreated, *, raw_store: RawStore, sink: Aggre
     except BlobNotFound:
         wlog.warning("blob %s is gone; nothing to process", event.blob_name)
         return Outcome.MISSING
-    if blob.metadata.get("workspace_id") != workspace_id:
-        wlog.error("blob %s carries another workspace's metadata; ignored", event.blob_name)
-        return Outcome.IGNORED
+    try:
+        entry, aggregates = _read(blob, workspace_id=workspace_id, name=name, blob_name=event.blob_name)
+    except (RequestRejected, CorruptBlob) as poison:
+        return _quarantine(poison, workspace_id, event.blob_name, raw_store=raw_store, audit=audit)
+    if sink.apply_blob(entry, aggregates):
+        wlog.info("aggregated %d records from %s", entry.record_count, event.blob_name)
+        return Outcome.APPLIED
+    wlog.info("blob %s was already processed; redelivery ignored", event.blob_name)
+    return Outcome.DUPLICATE
+
+
+def _read(
+    blob: RawBlob, *, workspace_id: str, name: RawBlobName, blob_name: str
+) -> tuple[LedgerEntry, Aggregates]:
+    """The blob's ledger entry and aggregates; InvalidDataFormat, PayloadTooLarge or CorruptBlob when it
+    can never be processed. Nothing is committed here."""
+    claimed = blob.metadata.get("workspace_id")
+    if claimed != workspace_id:
+        what = "no workspace_id" if claimed is None else "another workspace's id"
+        raise CorruptBlob(f"The blob's metadata carries {what}.")
+    expected_sha256 = blob.metadata.get("sha256")
+    if expected_sha256 is None or not _SHA256.fullmatch(expected_sha256):
+        raise CorruptBlob("The blob's metadata carries no valid sha256.")
     stream = RecordStream(blob.data, max_bytes=MAX_BODY_BYTES)
     aggregator = HourlyAggregator(
         log_type=name.log_type,
@@ -83,16 +122,36 @@ def process_blob_created(event: BlobCreated, *, raw_store: RawStore, sink: Aggre
         aggregator.add(records)
     entry = LedgerEntry(
         workspace_id=workspace_id,
-        blob_name=event.blob_name,
+        blob_name=blob_name,
         etag=blob.etag,
-        sha256=stream.finish(blob.metadata.get("sha256")),  # before anything is committed
+        sha256=stream.finish(expected_sha256),  # before anything is committed
         record_count=stream.records,
     )
-    if sink.apply_blob(entry, aggregator.result()):
-        wlog.info("aggregated %d records from %s", stream.records, event.blob_name)
-        return Outcome.APPLIED
-    wlog.info("blob %s was already processed; redelivery ignored", event.blob_name)
-    return Outcome.DUPLICATE
+    return entry, aggregator.result()
+
+
+def _quarantine(
+    poison: SluiceError, workspace_id: str, blob_name: str, *, raw_store: RawStore, audit: AuditLog
+) -> Outcome:
+    from shared.audit import AuditAction  # the rare path: kept out of the function's cold start
+
+    wlog = workspace_log(log, workspace_id)
+    target = quarantine_name(blob_name)
+    audit.record(
+        workspace_id,
+        PROCESSING_ACTOR,
+        AuditAction.QUARANTINE,
+        blob=blob_name,
+        reason=poison.code,
+        quarantined_as=target,
+    )
+    try:
+        raw_store.quarantine_raw(workspace_id, blob_name, reason=poison.code, detail=poison.message)
+    except BlobNotFound:
+        wlog.warning("poison blob %s (%s) is gone; nothing to quarantine", blob_name, poison.code)
+        return Outcome.MISSING
+    wlog.error("blob %s can never be processed (%s: %s); moved to %s", blob_name, poison.code, poison, target)
+    return Outcome.QUARANTINED
 
 
 def _received_at(metadata: Mapping[str, str], *, default: datetime) -> datetime:

@@ -13,17 +13,16 @@ must not commit what it aggregated before `RecordStream.finish()` confirmed it."
 from __future__ import annotations
 
 import hashlib
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
-from shared.errors import CorruptBlob, InvalidDataFormat, PayloadTooLarge
+from shared.errors import CorruptBlob, InvalidDataFormat
+from shared.rawstore import inflate
 
 WINDOW_BYTES = 1024 * 1024
 INFLATE_PIECE_BYTES = 256 * 1024
-_GZIP_WBITS = 31
 _CUT = b"},"
 _CUT_ATTEMPTS = 4
 _WHITESPACE = b" \t\r\n"
@@ -36,9 +35,11 @@ class RecordStream:
         self._data = gzip_data
         self._max_bytes = max_bytes
         self._window = window_bytes
+        self._piece = min(INFLATE_PIECE_BYTES, window_bytes)
         self._sha256 = hashlib.sha256()
         self.json_bytes = 0
         self.records = 0
+        self._retry_at = 0
         self._done = False
 
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:
@@ -68,43 +69,37 @@ class RecordStream:
         return digest
 
     def _inflate(self) -> Iterator[bytes]:
-        remaining = memoryview(self._data)
-        while remaining:
-            inflater = zlib.decompressobj(_GZIP_WBITS)
-            try:
-                piece = inflater.decompress(remaining, INFLATE_PIECE_BYTES)
-                while True:
-                    self._account(piece)
-                    yield piece
-                    if not inflater.unconsumed_tail:
-                        break
-                    piece = inflater.decompress(inflater.unconsumed_tail, INFLATE_PIECE_BYTES)
-            except zlib.error:
-                raise InvalidDataFormat("The blob's gzip body is corrupt.") from None
-            if not inflater.eof:
-                raise InvalidDataFormat("The blob's gzip body is truncated.")
-            remaining = memoryview(inflater.unused_data)
-
-    def _account(self, piece: bytes) -> None:
-        self.json_bytes += len(piece)
-        if self.json_bytes > self._max_bytes:
-            raise PayloadTooLarge(f"The blob inflates past {self._max_bytes} bytes.")
-        self._sha256.update(piece)
+        for piece in inflate(self._data, max_bytes=self._max_bytes, piece_bytes=self._piece):
+            self.json_bytes += len(piece)
+            self._sha256.update(piece)
+            yield piece
 
     def _windows(self, buffer: bytearray) -> Iterator[list[dict[str, Any]]]:
-        """Cuts whole records off the front of `buffer` (the inside of the array, possibly starting
-        with the comma that followed the previous cut)."""
-        end = len(buffer)
-        for _ in range(_CUT_ATTEMPTS):
-            cut = buffer.rfind(_CUT, 0, end)
-            if cut < 0:
+        """Cuts whole records of about one window each off the front of `buffer` (the inside of the
+        array, possibly starting with the comma that followed the previous cut)."""
+        while len(buffer) >= max(self._window, self._retry_at):
+            records = self._cut(buffer)
+            if records is None:
+                # No cut parsed: wait for another window of data before trying again, so a body
+                # whose `},` all lie in strings costs a few parses per window, not per piece.
+                self._retry_at = len(buffer) + self._window
                 return
-            records = self._parse(_after_comma(bytes(buffer[: cut + 1])), strict=False)
-            if records is not None:
-                del buffer[: cut + 1]
-                yield records
-                return
-            end = cut
+            self._retry_at = 0
+            yield records
+
+    def _cut(self, buffer: bytearray) -> list[dict[str, Any]] | None:
+        for limit in (self._window, len(buffer)):  # a record longer than a window: cut after it
+            end = limit
+            for _ in range(_CUT_ATTEMPTS):
+                cut = buffer.rfind(_CUT, 0, end)
+                if cut < 0:
+                    break
+                records = self._parse(_after_comma(bytes(buffer[: cut + 1])), strict=False)
+                if records is not None:
+                    del buffer[: cut + 1]
+                    return records
+                end = cut
+        return None
 
     def _rest_of_array(self, buffer: bytearray) -> Iterator[list[dict[str, Any]]]:
         text = bytes(buffer).rstrip(_WHITESPACE)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -14,6 +15,8 @@ from shared.errors import ConfigurationError
 STORAGE_SETTING = "SLUICE_STORAGE"
 SQL_DIALECT_SETTING = "SLUICE_SQL_DIALECT"
 SQL_CONNECTION_SETTING = "SLUICE_SQL_CONNECTION"
+SQL_AUTH_SETTING = "SLUICE_SQL_AUTH"
+SQL_CONNECTION_SECRET_SETTING = "SLUICE_SQL_CONNECTION_SECRET"  # noqa: S105 - a setting name, not a secret
 SECRETS_DIR_SETTING = "SLUICE_SECRETS_DIR"
 KEY_VAULT_SETTING = "SLUICE_KEY_VAULT_URI"
 TRUST_CLIENT_CERT_SETTING = "SLUICE_TRUST_FORWARDED_CLIENT_CERT"
@@ -23,6 +26,9 @@ LOG_LEVEL_SETTING = "SLUICE_LOG_LEVEL"
 APPINSIGHTS_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 
 DEFAULT_LOG_LEVEL = "INFO"
+# Key Vault's rule for secret names (the local store enforces the same), checked at start rather than
+# on the first connection, where a refusal would read as an unavailable database and be retried.
+_SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
 # Azure's own development-storage shortcut, which the Azure SDKs do not expand themselves.
 DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -39,6 +45,15 @@ class SqlDialect(StrEnum):
     SQLITE = "sqlite"
     POSTGRESQL = "postgresql"
     TSQL = "tsql"
+
+
+class SqlAuth(StrEnum):
+    """How the app signs in to the database (shared.sql.azure)."""
+
+    CONNECTION_STRING = "connection-string"  # SLUICE_SQL_CONNECTION carries everything (local, tests)
+    ENTRA = "entra"  # SLUICE_SQL_CONNECTION has no credentials; an Entra token of the app's identity
+    # The whole connection string, UID/PWD included, is a secret in the secret store.
+    SECRET = "secret"  # noqa: S105 - a mode name, not a secret
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,8 +89,10 @@ class TokenSettings:
 class Settings:
     storage: StorageSettings
     sql_dialect: SqlDialect
-    sql_connection: str
+    sql_connection: str  # empty with SqlAuth.SECRET: the string is then read from the secret store
     secrets: SecretsSettings
+    sql_auth: SqlAuth = SqlAuth.CONNECTION_STRING
+    sql_connection_secret: str | None = None  # the secret's name, with SqlAuth.SECRET only
     # Honour X-ARR-ClientCert only where the platform sets it and strips clients' copies (App Service
     # with client certificates on, the local host); anywhere else the header could be forged.
     trust_forwarded_client_cert: bool = False
@@ -86,11 +103,15 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        dialect = _dialect(env)
+        sql_auth, sql_connection, sql_connection_secret = _sql_connection(env, dialect)
         return cls(
             storage=_storage(env),
-            sql_dialect=_dialect(env),
-            sql_connection=_required(env, SQL_CONNECTION_SETTING),
+            sql_dialect=dialect,
+            sql_connection=sql_connection,
             secrets=_secrets(env),
+            sql_auth=sql_auth,
+            sql_connection_secret=sql_connection_secret,
             trust_forwarded_client_cert=_bool(env, TRUST_CLIENT_CERT_SETTING),
             tokens=_tokens(env),
             log_level=_log_level(env),
@@ -152,6 +173,42 @@ def _dialect(env: Mapping[str, str]) -> SqlDialect:
         raise ConfigurationError(
             f"Setting {SQL_DIALECT_SETTING}={value!r}: expected one of {allowed}."
         ) from None
+
+
+def _sql_connection(env: Mapping[str, str], dialect: SqlDialect) -> tuple[SqlAuth, str, str | None]:
+    """(how to sign in, the connection string, the name of the secret holding it): exactly one source
+    of the connection string is set, so no one edits a setting the app does not read."""
+    value = env.get(SQL_AUTH_SETTING, SqlAuth.CONNECTION_STRING.value).strip().lower()
+    try:
+        auth = SqlAuth(value)
+    except ValueError:
+        allowed = ", ".join(a.value for a in SqlAuth)
+        raise ConfigurationError(
+            f"Setting {SQL_AUTH_SETTING}={value!r}: expected one of {allowed}."
+        ) from None
+    secret = env.get(SQL_CONNECTION_SECRET_SETTING, "").strip()
+    if auth is SqlAuth.ENTRA and dialect is not SqlDialect.TSQL:
+        # The token goes in SQL_COPT_SS_ACCESS_TOKEN, an attribute of Microsoft's ODBC driver only.
+        raise ConfigurationError(f"Setting {SQL_AUTH_SETTING}=entra needs {SQL_DIALECT_SETTING}=tsql.")
+    if auth is not SqlAuth.SECRET:
+        if secret:
+            raise ConfigurationError(
+                f"Setting {SQL_CONNECTION_SECRET_SETTING} is read only with {SQL_AUTH_SETTING}=secret."
+            )
+        return auth, _required(env, SQL_CONNECTION_SETTING), None
+    if dialect is SqlDialect.SQLITE:
+        raise ConfigurationError(f"Setting {SQL_AUTH_SETTING}=secret needs an ODBC {SQL_DIALECT_SETTING}.")
+    if env.get(SQL_CONNECTION_SETTING, "").strip():
+        raise ConfigurationError(
+            f"With {SQL_AUTH_SETTING}=secret the connection string is the secret "
+            f"{SQL_CONNECTION_SECRET_SETTING} names; remove {SQL_CONNECTION_SETTING}."
+        )
+    if not _SECRET_NAME.fullmatch(secret):
+        raise ConfigurationError(
+            f"Setting {SQL_CONNECTION_SECRET_SETTING}={secret!r}: expected a secret name "
+            "(1-127 letters, digits and dashes)."
+        )
+    return auth, "", secret
 
 
 def _storage(env: Mapping[str, str]) -> StorageSettings:

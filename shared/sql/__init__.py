@@ -5,7 +5,27 @@ Each dialect keeps its statements as files beside this module (`{dialect}/{name}
 in every dialect. A statement's first line `-- params: a, b` names its placeholders in order, so the
 caller binds by name and each dialect may use a value more than once. Migrations are
 `V{NNNN}__{what}.sql`, several statements separated by lines holding only `GO`, applied once each
-under a lock, in order, and recorded in `schema_migrations`."""
+under a lock, in order, and recorded in `schema_migrations`.
+
+Two kinds of session. The processor's (`Database`): the tables' owner in PostgreSQL, a member of
+`sluice_processor` (or db_owner) in Azure SQL; row-level security does not apply to it, it writes and
+purges every workspace's rows, and each of its queries names its workspace. A reader's
+(`Database.reader(workspace_id)` → `ReaderSession`): its own connection, bound to one workspace before
+its first query, under row-level security (V0003) where the engine has it:
+
+- PostgreSQL: `SET ROLE sluice_reader` (SELECT on the aggregate tables only, so never the owner) and
+  `set_config('sluice.workspace_id', ..., false)`, committed at session start; the policies compare
+  each row to that setting. The setting is an ordinary session variable: any SQL run on the connection
+  could change it (and RESET ROLE). So the guarantee holds against the service's own query mistakes (a
+  missing or wrong WHERE clause, a join into another workspace), given that a reader connection only
+  ever runs the session's fixed, parameterised statements; it is not a boundary against a client that
+  runs arbitrary SQL on the connection.
+- Azure SQL: `sp_set_session_context @key = N'workspace_id', @read_only = 1`: fixed for the life of the
+  connection, whatever runs on it later; the security policy's predicate reads it.
+- SQLite: no row-level security; every reader query still carries its workspace.
+
+A reader session closes its connection when it ends, so no binding outlives it; a connection lost
+mid-session is replaced and bound again before its first query."""
 
 from __future__ import annotations
 
@@ -23,8 +43,9 @@ from typing import Any
 
 import orjson
 
-from shared.aggregate import Aggregates, UsageRow
+from shared.aggregate import Aggregates, EventRow, PerfRow, SyslogRow, UsageRow
 from shared.errors import DatabaseError, DatabaseUnavailable
+from shared.ids import parse_workspace_id
 from shared.processing import LedgerEntry
 from shared.settings import SqlDialect
 
@@ -85,12 +106,82 @@ def _hour_value(value: Any) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _usage_json(rows: list[UsageRow]) -> str:
+    return _json(
+        {
+            "hour": _hour_text(r.hour),
+            "log_type": r.log_type,
+            "computer": r.computer,
+            "records": r.records,
+            "bytes": r.bytes,
+        }
+        for r in rows
+    )
+
+
+def _perf_json(rows: list[PerfRow]) -> str:
+    return _json(
+        {
+            "hour": _hour_text(r.hour),
+            "computer": r.computer,
+            "object_name": r.object_name,
+            "counter_name": r.counter_name,
+            "instance_name": r.instance_name,
+            "samples": r.samples,
+            "total": r.total,
+            "minimum": r.minimum,
+            "maximum": r.maximum,
+        }
+        for r in rows
+    )
+
+
+def _events_json(rows: list[EventRow]) -> str:
+    return _json(
+        {
+            "hour": _hour_text(r.hour),
+            "log_type": r.log_type,
+            "computer": r.computer,
+            "event_id": r.event_id,
+            "level": r.level,
+            "events": r.events,
+        }
+        for r in rows
+    )
+
+
+def _syslog_json(rows: list[SyslogRow]) -> str:
+    return _json(
+        {
+            "hour": _hour_text(r.hour),
+            "computer": r.computer,
+            "facility": r.facility,
+            "severity": r.severity,
+            "messages": r.messages,
+        }
+        for r in rows
+    )
+
+
+def _json(rows: Iterator[dict[str, Any]]) -> str:
+    return orjson.dumps(list(rows)).decode("utf-8")
+
+
 class Database:
     """Connections are opened lazily, reused across invocations, and dropped after a failure."""
 
-    def __init__(self, dialect: SqlDialect, connect: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        dialect: SqlDialect,
+        connect: Callable[[], Any],
+        *,
+        on_connect: Callable[[Any], None] | None = None,
+    ) -> None:
+        """`on_connect(connection)` runs on each new connection before its first transaction and must
+        leave it committed (a reader session binds its workspace there)."""
         self.dialect = dialect
         self._connect = connect
+        self._on_connect = on_connect
         self._connection: Any = None
         self._lock = threading.Lock()
 
@@ -127,27 +218,26 @@ class Database:
                 applied.append(migration.version)
         return applied
 
+    def reader(self, workspace_id: str) -> ReaderSession:
+        """A session bound to one workspace on a connection of its own (see the module's notes); use it
+        as a context manager. In PostgreSQL the login must be a member of sluice_reader."""
+        return ReaderSession(self.dialect, self._connect, parse_workspace_id(workspace_id))
+
     def apply_blob(self, entry: LedgerEntry, aggregates: Aggregates) -> bool:
+        """The ledger claim, then one set-based upsert per aggregate that has rows, in one transaction:
+        False (and nothing written) when the ledger already holds the blob."""
         claim = statement(self.dialect, "claim_blob")
-        upsert = statement(self.dialect, "upsert_usage")
-        rows = orjson.dumps(
-            [
-                {
-                    "hour": _hour_text(r.hour),
-                    "log_type": r.log_type,
-                    "computer": r.computer,
-                    "records": r.records,
-                    "bytes": r.bytes,
-                }
-                for r in aggregates.usage
-            ]
-        ).decode("utf-8")
+        upsert_usage = statement(self.dialect, "upsert_usage")
+        upsert_perf = statement(self.dialect, "upsert_perf")
+        upsert_events = statement(self.dialect, "upsert_events")
+        upsert_syslog = statement(self.dialect, "upsert_syslog")
+        workspace_id = entry.workspace_id
         with self._transaction() as cursor:
             cursor.execute(
                 claim.text,
                 claim.bind(
                     {
-                        "workspace_id": entry.workspace_id,
+                        "workspace_id": workspace_id,
                         "blob_name": entry.blob_name,
                         "etag": entry.etag,
                         "sha256": entry.sha256,
@@ -157,7 +247,27 @@ class Database:
             )
             if cursor.rowcount != 1:
                 return False
-            cursor.execute(upsert.text, upsert.bind({"workspace_id": entry.workspace_id, "rows": rows}))
+            # Always in this order, so concurrent processors lock the tables in the same order.
+            if aggregates.usage:
+                rows = _usage_json(aggregates.usage)
+                cursor.execute(
+                    upsert_usage.text, upsert_usage.bind({"workspace_id": workspace_id, "rows": rows})
+                )
+            if aggregates.perf:
+                rows = _perf_json(aggregates.perf)
+                cursor.execute(
+                    upsert_perf.text, upsert_perf.bind({"workspace_id": workspace_id, "rows": rows})
+                )
+            if aggregates.events:
+                rows = _events_json(aggregates.events)
+                cursor.execute(
+                    upsert_events.text, upsert_events.bind({"workspace_id": workspace_id, "rows": rows})
+                )
+            if aggregates.syslog:
+                rows = _syslog_json(aggregates.syslog)
+                cursor.execute(
+                    upsert_syslog.text, upsert_syslog.bind({"workspace_id": workspace_id, "rows": rows})
+                )
         return True
 
     def list_usage(self, workspace_id: str) -> list[UsageRow]:
@@ -172,6 +282,59 @@ class Database:
             for hour, log_type, computer, n, b in fetched
         ]
 
+    def list_perf(self, workspace_id: str) -> list[PerfRow]:
+        query = statement(self.dialect, "list_perf")
+        with self._transaction() as cursor:
+            cursor.execute(query.text, query.bind({"workspace_id": workspace_id}))
+            fetched = cursor.fetchall()
+        return [
+            PerfRow(
+                hour=_hour_value(hour),
+                computer=computer,
+                object_name=obj,
+                counter_name=counter,
+                instance_name=instance,
+                samples=int(samples),
+                total=float(total),
+                minimum=float(low),
+                maximum=float(high),
+            )
+            for hour, computer, obj, counter, instance, samples, total, low, high in fetched
+        ]
+
+    def list_events(self, workspace_id: str) -> list[EventRow]:
+        query = statement(self.dialect, "list_events")
+        with self._transaction() as cursor:
+            cursor.execute(query.text, query.bind({"workspace_id": workspace_id}))
+            fetched = cursor.fetchall()
+        return [
+            EventRow(
+                hour=_hour_value(hour),
+                log_type=log_type,
+                computer=computer,
+                event_id=int(event_id),
+                level=level,
+                events=int(events),
+            )
+            for hour, log_type, computer, event_id, level, events in fetched
+        ]
+
+    def list_syslog(self, workspace_id: str) -> list[SyslogRow]:
+        query = statement(self.dialect, "list_syslog")
+        with self._transaction() as cursor:
+            cursor.execute(query.text, query.bind({"workspace_id": workspace_id}))
+            fetched = cursor.fetchall()
+        return [
+            SyslogRow(
+                hour=_hour_value(hour),
+                computer=computer,
+                facility=facility,
+                severity=severity,
+                messages=int(messages),
+            )
+            for hour, computer, facility, severity, messages in fetched
+        ]
+
     def blob_processed(self, workspace_id: str, blob_name: str) -> bool:
         query = statement(self.dialect, "blob_processed")
         with self._transaction() as cursor:
@@ -184,10 +347,14 @@ class Database:
             try:
                 if self._connection is None:
                     self._connection = self._connect()
+                    self._bind_session(self._connection)
                 connection = self._connection
                 cursor = connection.cursor()
                 if self.dialect is SqlDialect.SQLITE:
                     cursor.execute("BEGIN IMMEDIATE")
+            except DatabaseError:
+                self._drop_connection()
+                raise
             except Exception as error:
                 self._drop_connection()
                 raise DatabaseUnavailable(
@@ -206,11 +373,65 @@ class Database:
                     raise DatabaseUnavailable(f"The {self.dialect} database failed: {error}") from error
                 raise DatabaseError(f"The {self.dialect} database refused a statement: {error}") from error
 
+    def _bind_session(self, connection: Any) -> None:
+        if self._on_connect is None:
+            return
+        try:
+            self._on_connect(connection)
+        except Exception as error:
+            if not _is_driver_error(error) or _is_transient(error):
+                raise
+            # Connected, but the server refused the session's setup (say a reader login that is not a
+            # member of sluice_reader): another attempt would be refused alike.
+            raise DatabaseError(f"The {self.dialect} database refused the session: {error}") from error
+
     def _drop_connection(self) -> None:
         if self._connection is not None:
             with suppress(Exception):  # closing a broken connection may fail; it is gone either way
                 self._connection.close()
             self._connection = None
+
+
+class ReaderSession:
+    """Reads one workspace's aggregates on a connection bound to it (see the module's notes): the
+    workspace is fixed when the session is made, and no method takes another one."""
+
+    def __init__(self, dialect: SqlDialect, connect: Callable[[], Any], workspace_id: str) -> None:
+        self.workspace_id = workspace_id
+        self._dialect = dialect
+        self._database = Database(dialect, connect, on_connect=self._bind)
+
+    def _bind(self, connection: Any) -> None:
+        query = statement(self._dialect, "bind_reader")
+        cursor = connection.cursor()
+        try:
+            cursor.execute(query.text, query.bind({"workspace_id": self.workspace_id}))
+            connection.commit()  # a session-level setting made in a rolled-back transaction is undone
+        except BaseException:
+            with suppress(Exception):  # the connection is dropped by the caller either way
+                connection.rollback()
+            raise
+
+    def list_usage(self) -> list[UsageRow]:
+        return self._database.list_usage(self.workspace_id)
+
+    def list_perf(self) -> list[PerfRow]:
+        return self._database.list_perf(self.workspace_id)
+
+    def list_events(self) -> list[EventRow]:
+        return self._database.list_events(self.workspace_id)
+
+    def list_syslog(self) -> list[SyslogRow]:
+        return self._database.list_syslog(self.workspace_id)
+
+    def close(self) -> None:
+        self._database.close()
+
+    def __enter__(self) -> ReaderSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 # Azure SQL's transient errors (throttling, failover, deadlock victim) by native error number.
@@ -227,7 +448,10 @@ def _is_driver_error(error: BaseException) -> bool:
 def _is_transient(error: BaseException) -> bool:
     """Worth retrying on a new connection: the connection broke, or the server asked us to come back."""
     message = str(error)
-    if "closed" in message.lower():  # sqlite3 and pyodbc both say so of a connection closed under us
+    lowered = message.lower()
+    if "closed" in lowered:  # sqlite3 and pyodbc both say so of a connection closed under us
+        return True
+    if "connection has been lost" in lowered:  # psqlODBC (HY000) finding an idle connection dead
         return True
     if isinstance(error, sqlite3.Error):
         return isinstance(error, sqlite3.OperationalError) and ("locked" in message or "busy" in message)

@@ -1,18 +1,23 @@
-"""BlobCreated delivery over a fake blob listing: the event's shape, receipts, retries, dead letters."""
+"""BlobCreated delivery over a fake blob listing: the event's shape, receipts, retries, dead letters, and
+a dispatcher thread that outlives failures of its own bookkeeping."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import azure.functions as func
+import pytest
 
-from devhost.events import BlobCreatedDispatcher, BlobVersion, Receipts
+from devhost.events import MAX_RETRY_SECONDS, BlobCreatedDispatcher, BlobVersion, Receipt, Receipts
 from devhost.functions import FunctionSpec
 from shared.processing import BlobCreated, parse_blob_created
+from tests.e2e.support import eventually
 
 WORKSPACE = "0b6a7a6e-8a56-4b5e-9d1b-3c1c2f0e9a11"
 CONTAINER = f"ws-{WORKSPACE}"
@@ -248,3 +253,85 @@ def test_given_a_running_dispatcher_when_a_listing_fails_then_it_keeps_polling_a
         assert delivered.wait(5.0)
     finally:
         dispatcher.stop(5.0)
+
+
+class ReceiptsFailingOnce(Receipts):
+    """Receipts on a disk that is full for the first write."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.failures = 1
+
+    def add(self, receipt: Receipt) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(28, "No space left on device")
+        super().add(receipt)
+
+
+def test_given_a_running_dispatcher_when_a_receipt_cannot_be_written_then_it_logs_and_later_events_still_flow(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    delivered: list[str] = []
+    second = threading.Event()
+
+    def main(event: func.EventGridEvent) -> None:
+        delivered.append(event.subject.rsplit("/blobs/", 1)[1])
+        if len(delivered) == 2:
+            second.set()
+
+    source = FakeSource(_blob("raw/a"))
+    dispatcher = BlobCreatedDispatcher(
+        FunctionSpec(name="process_blob", trigger={"type": "eventGridTrigger", "name": "event"}, entry=main),
+        source=source,
+        receipts=ReceiptsFailingOnce(tmp_path / "receipts.jsonl"),
+        dead_letter_dir=tmp_path / "deadletter",
+        poll_interval=0.05,
+        error_backoff_seconds=0.05,
+    )
+
+    with caplog.at_level(logging.ERROR, logger="sluice.devhost.events"):
+        dispatcher.start()
+        try:
+            eventually(lambda: delivered or None, timeout=5.0, what="the first blob is delivered")
+            source.blobs.append(_blob("raw/b", minutes=1))
+            assert second.wait(5.0), f"only {delivered} delivered"
+            time.sleep(0.2)  # a few more polls: the first blob, without a receipt, is not delivered again
+        finally:
+            dispatcher.stop(5.0)
+
+    assert delivered == ["raw/a", "raw/b"]
+    (failure,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert failure.exc_info is not None
+    assert isinstance(failure.exc_info[1], OSError)
+    reloaded = Receipts(tmp_path / "receipts.jsonl")
+    assert _blob("raw/b", minutes=1).receipt in reloaded
+    assert _blob("raw/a").receipt not in reloaded  # so a restart delivers it again
+
+
+def test_given_a_dead_letter_that_cannot_be_written_then_it_is_logged_and_the_event_is_retried_later(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    main = Recorder(failures=100)
+    clock = FakeClock()
+    dispatcher = _dispatcher(tmp_path, FakeSource(_blob()), main, clock)
+    (tmp_path / "deadletter").write_text("a file where the dead-letter folder goes", encoding="utf-8")
+    dispatcher.poll()
+
+    with caplog.at_level(logging.ERROR, logger="sluice.devhost.events"):
+        for _ in range(MAX_ATTEMPTS):
+            dispatcher.deliver_due()  # the last attempt's dead letter fails, and does not raise
+            clock.now += FIRST_RETRY * 2**MAX_ATTEMPTS
+
+    assert len(main.events) == MAX_ATTEMPTS
+    assert any(r.exc_info and isinstance(r.exc_info[1], OSError) for r in caplog.records)
+    (tmp_path / "deadletter").unlink()
+    clock.now += MAX_RETRY_SECONDS
+    dispatcher.deliver_due()
+    dispatcher.poll()
+    dispatcher.deliver_due()
+
+    assert len(main.events) == MAX_ATTEMPTS + 1
+    (dead_letter,) = (tmp_path / "deadletter" / "process_blob").glob("*.json")
+    assert json.loads(dead_letter.read_text(encoding="utf-8"))["deliveryAttempts"] == MAX_ATTEMPTS + 1
+    assert not list((tmp_path / "deadletter" / "process_blob").glob("*.tmp"))

@@ -1,6 +1,6 @@
 """The HTTPS server in-process with stand-in functions: requests in, responses out, refusals, a
-failing function that does not take the server down, and the client certificate forwarded as App
-Service forwards it."""
+failing function that does not take the server down, the client certificate forwarded as App
+Service forwards it, and a stop that lets requests in flight finish."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import json
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,7 +57,9 @@ def client_cert(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(req.headers.get("X-ARR-ClientCert")), mimetype="application/json")
 
 
-FUNCTIONS = {
+FunctionTable = Mapping[str, tuple[str, list[str], Callable[[func.HttpRequest], object]]]
+
+FUNCTIONS: FunctionTable = {
     "echo": ("items/{id}", ["get", "post"], echo),
     "plain": ("plain", ["get", "head"], plain),
     "boom": ("boom", ["get"], boom),
@@ -70,14 +75,14 @@ def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tls")
 
 
-@pytest.fixture
-def server(tls_dir: Path) -> Iterator[FunctionHttpServer]:
+@contextmanager
+def _running(tls_dir: Path, functions: FunctionTable) -> Iterator[FunctionHttpServer]:
     tls = ensure_tls_files(tls_dir, now=datetime.now(UTC))
     specs = {
         name: FunctionSpec(name=name, trigger={"type": "httpTrigger", "name": "req"}, entry=entry)
-        for name, (_, _, entry) in FUNCTIONS.items()
+        for name, (_, _, entry) in functions.items()
     }
-    routes = [Route.build(name, prefix="api", route=r, methods=m) for name, (r, m, _) in FUNCTIONS.items()]
+    routes = [Route.build(name, prefix="api", route=r, methods=m) for name, (r, m, _) in functions.items()]
     context = client_certificate_context(tls, [AGENT.certificate_pem])
     running = FunctionHttpServer(0, functions=specs, router=Router(routes), tls=lambda: context)
     thread = threading.Thread(target=running.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -85,9 +90,14 @@ def server(tls_dir: Path) -> Iterator[FunctionHttpServer]:
     try:
         yield running
     finally:
-        running.shutdown()
-        running.server_close()
+        running.stop(TIMEOUT_SECONDS)  # a second stop, after a test's own, returns at once
         thread.join(TIMEOUT_SECONDS)
+
+
+@pytest.fixture
+def server(tls_dir: Path) -> Iterator[FunctionHttpServer]:
+    with _running(tls_dir, FUNCTIONS) as running:
+        yield running
 
 
 def _client_context(tls_dir: Path, certificate: AgentCredentials | None = None) -> ssl.SSLContext:
@@ -290,3 +300,71 @@ def test_given_a_client_that_sends_x_arr_clientcert_itself_then_the_function_nev
 
     assert json.loads(without_certificate) is None
     assert json.loads(with_certificate) == AGENT.certificate_der_b64
+
+
+class SlowFunction:
+    """An HTTP function that runs until the test releases it."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.finished = threading.Event()
+
+    def __call__(self, req: func.HttpRequest) -> func.HttpResponse:
+        self.entered.set()
+        assert self.release.wait(TIMEOUT_SECONDS)
+        self.finished.set()
+        return func.HttpResponse("finished")
+
+
+def test_given_a_request_in_flight_when_stopping_then_it_finishes_and_its_response_is_delivered(
+    tls_dir: Path,
+) -> None:
+    slow = SlowFunction()
+    with (
+        _running(tls_dir, {"slow": ("slow", ["get"], slow)}) as running,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        answer = pool.submit(_request, running, tls_dir, "GET", "/api/slow")
+        assert slow.entered.wait(TIMEOUT_SECONDS)
+
+        stopping = pool.submit(running.stop, TIMEOUT_SECONDS)
+        time.sleep(0.5)
+        # No longer accepting, but still waiting for the request in flight.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", running.server_port), timeout=TIMEOUT_SECONDS)
+        assert not stopping.done()
+        slow.release.set()
+        stopping.result(TIMEOUT_SECONDS)
+        stopped_after_the_function = slow.finished.is_set()
+        response, body = answer.result(TIMEOUT_SECONDS)
+
+    assert stopped_after_the_function
+    assert response.status == 200
+    assert body == b"finished"
+    assert response.getheader("Connection") == "close"
+
+
+def test_given_idle_connections_when_stopping_then_they_are_closed_without_waiting_for_their_timeout(
+    server: FunctionHttpServer, tls_dir: Path
+) -> None:
+    kept_alive = http.client.HTTPSConnection(
+        "127.0.0.1", server.server_port, context=_client_context(tls_dir), timeout=TIMEOUT_SECONDS
+    )
+    silent = socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT_SECONDS)
+    try:
+        kept_alive.request("GET", "/api/plain")
+        first = kept_alive.getresponse()
+        first.read()
+        assert first.status == 200
+        assert first.getheader("Connection") is None  # kept alive for another request
+
+        started = time.monotonic()
+        server.stop(TIMEOUT_SECONDS)
+        elapsed = time.monotonic() - started
+
+        assert elapsed < 2.0
+        assert silent.recv(1) == b""  # closed by the server, not left to its timeout
+    finally:
+        kept_alive.close()
+        silent.close()

@@ -23,8 +23,8 @@ import ingest_http
 import process_blob
 import retention_timer
 from shared.aggregate import UsageRow
-from shared.errors import CorruptBlob
 from shared.plans import Plan
+from shared.rawstore import quarantine_name
 from shared.retention import PurgeReport, run_retention
 from shared.workspaces import Workspace, WorkspaceState, new_shared_key, shared_key_secret_name
 from tests.support.datacollector import blob_created_event, signed_request, timer_request
@@ -413,7 +413,7 @@ def test_given_a_blob_in_b_s_container_claiming_workspace_a_when_delivered_then_
     assert database.list_usage(id_b) == []
 
 
-def test_given_a_blob_whose_content_does_not_match_its_sha256_when_delivered_then_it_fails_for_redelivery(
+def test_given_a_blob_whose_content_does_not_match_its_sha256_when_delivered_then_it_is_quarantined(
     runtime: Runtime,
 ) -> None:
     body = records_body([{"Computer": "x"}])
@@ -423,12 +423,12 @@ def test_given_a_blob_whose_content_does_not_match_its_sha256_when_delivered_the
         metadata={"workspace_id": runtime.workspace_id, "sha256": "0" * 64, "record_count": "1"},
     )
 
-    with pytest.raises(CorruptBlob):
-        deliver(runtime.workspace_id, name)
+    deliver(runtime.workspace_id, name)  # acknowledged: a poison blob is not redelivered for a day
 
     database = runtime.services.database
     assert database.list_usage(runtime.workspace_id) == []
     assert database.blob_processed(runtime.workspace_id, name) is False
+    assert runtime.blobs() == [quarantine_name(name)]
 
 
 # -- retention through Azurite ------------------------------------------------------------------------

@@ -105,7 +105,11 @@ def test_given_two_connections_when_migrating_concurrently_on_postgresql_then_ap
         databases = [Database.open(SqlDialect.POSTGRESQL, database.connection_string) for _ in range(2)]
         try:
             results = run_together(2, lambda i, dbs=databases: dbs[i].migrate())  # type: ignore[misc]
-            assert sorted(results, key=len) == [[], expected]
+            # Each migration is its own transaction under the lock, so the two may share the work
+            # (one applies V1, the other V2...): each version is applied once, and each migrator
+            # applies its share in order.
+            assert sorted(results[0] + results[1]) == expected
+            assert all(applied == sorted(applied) for applied in results)
             count = postgres_cluster.admin_execute(
                 "SELECT count(*) FROM schema_migrations", database=database.name
             )
@@ -375,6 +379,29 @@ def test_given_the_server_kills_the_session_mid_transaction_on_postgresql_then_n
         db.close()
 
 
+def test_given_the_server_kills_an_idle_session_on_postgresql_then_one_call_fails_and_the_next_reconnects(
+    postgres_cluster: PostgresCluster, pg_database: PostgresDatabase
+) -> None:
+    """psqlODBC reports a connection found dead between transactions as HY000 "The connection has been
+    lost": transient, so the connection is dropped instead of being reused (and failing) forever."""
+    db = Database.open(SqlDialect.POSTGRESQL, pg_database.connection_string)
+    try:
+        db.migrate()
+        workspace = ws()
+        db.apply_blob(entry(workspace), usage_of([usage(2, 20)]))
+        postgres_cluster.admin_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{pg_database.name}' AND pid <> pg_backend_pid()"
+        )
+
+        with pytest.raises(DatabaseUnavailable):
+            db.list_usage(workspace)
+
+        assert db.list_usage(workspace) == [usage(2, 20)]
+    finally:
+        db.close()
+
+
 # -- concurrency: two instances, two connections ----------------------------------------------
 
 
@@ -497,9 +524,19 @@ def test_given_a_tsql_file_when_parsed_with_sqlglot_then_every_batch_parses(name
     assert batches
     for batch in batches:
         parsed = sqlglot.parse_one(batch, read="tsql")
-        # exp.Command is sqlglot's "kept as raw text" fallback: not a real parse.
-        assert not isinstance(parsed, exp.Command), f"{name}: not understood by sqlglot: {batch[:80]}"
-        assert parsed.find(exp.Command) is None, f"{name}: part of the batch was not parsed"
+        # exp.Command is sqlglot's "kept as raw text" fallback: not a real parse. sqlglot has no grammar
+        # for CREATE/DROP SECURITY POLICY nor CREATE ROLE; those alone may stay opaque (their text is
+        # checked in tests/integration/test_rls.py).
+        for command in [parsed, *parsed.find_all(exp.Command)]:
+            if isinstance(command, exp.Command):
+                assert is_opaque_tsql_allowed(command), f"{name}: not understood by sqlglot: {batch[:80]}"
+
+
+def is_opaque_tsql_allowed(command: exp.Command) -> bool:
+    keyword, rest = str(command.this).upper(), str(command.expression).strip().upper()
+    return (keyword in ("CREATE", "DROP") and rest.startswith("SECURITY POLICY ")) or (
+        keyword == "CREATE" and re.fullmatch(r"ROLE \w+", rest) is not None
+    )
 
 
 def test_given_the_code_when_it_binds_statements_then_every_dialect_has_them() -> None:

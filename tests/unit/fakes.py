@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 
 from shared.aggregate import Aggregates, UsageRow
 from shared.audit import AuditChain, AuditEntry, AuditHead
 from shared.errors import BlobNotFound, NotFound, WorkspaceNotFound
-from shared.ids import day_prefix
+from shared.ids import RAW_PREFIX, day_prefix
 from shared.processing import LedgerEntry
-from shared.rawstore import RawBlob
+from shared.rawstore import QUARANTINE_PREFIX, RawBlob, quarantine_metadata, quarantine_name
 from shared.workspaces import Workspace
 
 
@@ -20,6 +20,7 @@ from shared.workspaces import Workspace
 class MemoryRawStore:
     blobs: dict[tuple[str, str], RawBlob] = field(default_factory=dict)
     containers: set[str] = field(default_factory=set)
+    quarantine_error: Exception | None = None  # raised once by the next quarantine_raw
 
     def create_workspace_container(self, workspace_id: str) -> None:
         self.containers.add(workspace_id)
@@ -39,16 +40,34 @@ class MemoryRawStore:
     def list_raw_days(self, workspace_id: str) -> list[date]:
         days = set()
         for ws, name in self.blobs:
-            if ws == workspace_id:
-                year, month, day = name.split("/")[1:4]
+            raw = name.removeprefix(QUARANTINE_PREFIX)
+            if ws == workspace_id and raw.startswith(RAW_PREFIX):
+                year, month, day = raw.split("/")[1:4]
                 days.add(date(int(year), int(month), int(day)))
         return sorted(days)
 
     def delete_raw_day(self, workspace_id: str, day: date) -> int:
-        doomed = [k for k in self.blobs if k[0] == workspace_id and k[1].startswith(day_prefix(day))]
+        doomed = [
+            k
+            for k in self.blobs
+            if k[0] == workspace_id and k[1].removeprefix(QUARANTINE_PREFIX).startswith(day_prefix(day))
+        ]
         for key in doomed:
             del self.blobs[key]
         return len(doomed)
+
+    def quarantine_raw(self, workspace_id: str, blob_name: str, *, reason: str, detail: str) -> None:
+        target = (workspace_id, quarantine_name(blob_name))
+        if self.quarantine_error is not None:
+            error, self.quarantine_error = self.quarantine_error, None
+            raise error
+        blob = self.blobs.pop((workspace_id, blob_name), None)
+        if blob is None:
+            if target in self.blobs:
+                return
+            raise BlobNotFound(blob_name)
+        metadata = quarantine_metadata(blob.metadata, reason=reason, detail=detail, at=datetime.now(UTC))
+        self.blobs[target] = RawBlob(data=blob.data, metadata=metadata, etag=f"0x{len(self.blobs)}")
 
     def names(self, workspace_id: str) -> list[str]:
         return sorted(name for ws, name in self.blobs if ws == workspace_id)

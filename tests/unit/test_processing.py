@@ -10,9 +10,10 @@ import orjson
 import pytest
 
 from shared.aggregate import HourlyAggregator, UsageRow
-from shared.errors import CorruptBlob
-from shared.processing import BlobCreated, Outcome, parse_blob_created, process_blob_created
-from tests.unit.fakes import MemoryRawStore, MemorySink
+from shared.audit import AuditLog
+from shared.processing import AggregateSink, BlobCreated, Outcome, parse_blob_created, process_blob_created
+from shared.rawstore import RawStore, quarantine_name
+from tests.unit.fakes import MemoryAuditStore, MemoryRawStore, MemorySink
 
 WS = "0c6d2a44-2a3f-4f3e-9c7e-1a2b3c4d5e6f"
 OTHER_WS = "99999999-2a3f-4f3e-9c7e-1a2b3c4d5e6f"
@@ -39,6 +40,13 @@ def event(container: str = f"ws-{WS}", name: str = NAME) -> BlobCreated:
     return BlobCreated(container=container, blob_name=name)
 
 
+def process(
+    created: BlobCreated, *, raw_store: RawStore, sink: AggregateSink, audit: MemoryAuditStore | None = None
+) -> Outcome:
+    log = AuditLog(audit if audit is not None else MemoryAuditStore(), clock=lambda: HOUR)
+    return process_blob_created(created, raw_store=raw_store, sink=sink, audit=log)
+
+
 def test_given_subject_when_parsing_then_container_and_name() -> None:
     subject = f"/blobServices/default/containers/ws-{WS}/blobs/{NAME}"
     assert parse_blob_created("Microsoft.Storage.BlobCreated", subject) == event()
@@ -49,7 +57,7 @@ def test_given_subject_when_parsing_then_container_and_name() -> None:
 def test_given_new_blob_when_processing_then_volume_per_computer() -> None:
     sink = MemorySink()
 
-    outcome = process_blob_created(event(), raw_store=store_with(RECORDS), sink=sink)
+    outcome = process(event(), raw_store=store_with(RECORDS), sink=sink)
 
     assert outcome is Outcome.APPLIED
     sizes = [len(orjson.dumps(r)) for r in RECORDS]
@@ -63,7 +71,7 @@ def test_given_new_blob_when_processing_then_volume_per_computer() -> None:
 
 def test_given_same_event_three_times_when_processing_then_counted_once() -> None:
     sink, store = MemorySink(), store_with(RECORDS)
-    outcomes = [process_blob_created(event(), raw_store=store, sink=sink) for _ in range(3)]
+    outcomes = [process(event(), raw_store=store, sink=sink) for _ in range(3)]
     assert outcomes == [Outcome.APPLIED, Outcome.DUPLICATE, Outcome.DUPLICATE]
     assert sum(row.records for row in sink.usage) == 4
 
@@ -79,27 +87,27 @@ def test_given_same_event_three_times_when_processing_then_counted_once() -> Non
 )
 def test_given_blob_outside_workspace_layout_when_processing_then_ignored(created: BlobCreated) -> None:
     sink = MemorySink()
-    assert process_blob_created(created, raw_store=store_with(RECORDS), sink=sink) is Outcome.IGNORED
+    assert process(created, raw_store=store_with(RECORDS), sink=sink) is Outcome.IGNORED
     assert sink.ledger == {}
 
 
-def test_given_metadata_of_other_workspace_when_processing_then_ignored() -> None:
+def test_given_metadata_of_other_workspace_when_processing_then_quarantined_and_nothing_counted() -> None:
     sink = MemorySink()
     store = store_with(RECORDS, metadata_workspace=OTHER_WS)
-    assert process_blob_created(event(), raw_store=store, sink=sink) is Outcome.IGNORED
+    assert process(event(), raw_store=store, sink=sink) is Outcome.QUARANTINED
     assert sink.usage == []
+    assert store.names(WS) == [quarantine_name(NAME)]
 
 
 def test_given_deleted_blob_when_processing_then_missing() -> None:
-    assert process_blob_created(event(), raw_store=MemoryRawStore(), sink=MemorySink()) is Outcome.MISSING
+    assert process(event(), raw_store=MemoryRawStore(), sink=MemorySink()) is Outcome.MISSING
 
 
-def test_given_content_not_matching_sha_when_processing_then_corrupt_and_nothing_counted() -> None:
+def test_given_content_not_matching_sha_when_processing_then_quarantined_and_nothing_counted() -> None:
     store, sink = store_with(RECORDS), MemorySink()
     blob = store.blobs[(WS, NAME)]
     store.blobs[(WS, NAME)] = type(blob)(data=gzip.compress(b"[{}]"), metadata=blob.metadata, etag=blob.etag)
-    with pytest.raises(CorruptBlob):
-        process_blob_created(event(), raw_store=store, sink=sink)
+    assert process(event(), raw_store=store, sink=sink) is Outcome.QUARANTINED
     assert sink.ledger == {}
 
 

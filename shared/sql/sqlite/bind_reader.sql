@@ -1,0 +1,2 @@
+-- SQLite has no session state to bind: the reader session's queries carry its workspace themselves.
+SELECT 1

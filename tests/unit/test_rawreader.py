@@ -1,0 +1,116 @@
+"""The bounded-memory reader yields exactly the records a whole parse would, whatever the formatting
+and whatever `},` the strings hold, and refuses what is not a JSON object or array of objects."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.errors import CorruptBlob, InvalidDataFormat, PayloadTooLarge
+from shared.rawreader import RecordStream
+from shared.rawstore import inflate
+
+MAX = 10 * 1024 * 1024
+tricky_text = st.text(alphabet=st.sampled_from(list('ab"\\},{[] \n\u00e9')), max_size=12)
+records = st.lists(
+    st.dictionaries(
+        st.sampled_from(["Computer", "m", "n", "x"]),
+        tricky_text | st.integers(-(2**63), 2**63 - 1),
+        max_size=4,
+    ),
+    max_size=40,
+)
+
+
+def read(body: bytes, *, window: int = 64, members: int = 1) -> tuple[list[dict[str, Any]], RecordStream]:
+    size = max(1, len(body) // members)
+    data = b"".join(gzip.compress(body[i : i + size]) for i in range(0, len(body), size)) or gzip.compress(
+        b""
+    )
+    stream = RecordStream(data, max_bytes=MAX, window_bytes=window)
+    found = [record for chunk in stream for record in chunk]
+    stream.finish(hashlib.sha256(body).hexdigest())
+    return found, stream
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    records=records, indent=st.sampled_from([None, 2]), window=st.integers(8, 200), members=st.integers(1, 3)
+)
+def test_given_any_records_when_read_in_windows_then_same_as_a_whole_parse(
+    records: list[dict[str, Any]], indent: int | None, window: int, members: int
+) -> None:
+    body = json.dumps(records, indent=indent, ensure_ascii=False).encode()
+
+    found, stream = read(body, window=window, members=members)
+
+    assert found == records
+    assert stream.records == len(records)
+    assert stream.json_bytes == len(body)
+
+
+def test_given_a_single_object_body_when_read_then_one_record() -> None:
+    found, _ = read(orjson.dumps({"Computer": "web-1"}))
+    assert found == [{"Computer": "web-1"}]
+
+
+def test_given_many_records_when_read_then_windows_stay_small() -> None:
+    body = orjson.dumps([{"Computer": f"h{i}", "m": "x" * 50} for i in range(5000)])
+    stream = RecordStream(gzip.compress(body), max_bytes=MAX, window_bytes=4096)
+
+    sizes = [len(chunk) for chunk in stream]
+
+    assert sum(sizes) == 5000
+    assert max(sizes) < 100, "each window holds about window_bytes of records, not the whole body"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[{", b"[1, 2]", b'"text"', b"[{}] trailing", b"[{},", b"{} {}", b"\xff\xfe", b""],
+)
+def test_given_not_an_array_of_objects_when_read_then_invalid_data_format(body: bytes) -> None:
+    with pytest.raises(InvalidDataFormat):
+        list(RecordStream(gzip.compress(body), max_bytes=MAX))
+
+
+@pytest.mark.parametrize(
+    "data", [gzip.compress(b"[{}]")[:-4], b"not gzip at all", gzip.compress(b"[{}]") + b"x"]
+)
+def test_given_broken_gzip_when_read_then_invalid_data_format(data: bytes) -> None:
+    with pytest.raises(InvalidDataFormat):
+        list(RecordStream(data, max_bytes=MAX))
+
+
+def test_given_a_body_inflating_past_the_limit_when_read_then_too_large_before_holding_it() -> None:
+    bomb = gzip.compress(b"[" + b" " * (4 * MAX) + b"]")
+    with pytest.raises(PayloadTooLarge):
+        list(RecordStream(bomb, max_bytes=MAX))
+
+
+def test_given_content_not_matching_its_sha_when_finished_then_corrupt() -> None:
+    stream = RecordStream(gzip.compress(b"[{}]"), max_bytes=MAX)
+    list(stream)
+    with pytest.raises(CorruptBlob):
+        stream.finish("0" * 64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.binary(max_size=400), members=st.integers(1, 4), piece=st.sampled_from([1, 2, 3, 7, 64, 1 << 20])
+)
+def test_given_any_gzip_members_and_piece_size_when_inflating_then_exact_body(
+    body: bytes, members: int, piece: int
+) -> None:
+    size = max(1, len(body) // members)
+    data = b"".join(gzip.compress(body[i : i + size]) for i in range(0, len(body), size)) or gzip.compress(
+        b""
+    )
+
+    assert b"".join(inflate(data, max_bytes=MAX, piece_bytes=piece)) == body
