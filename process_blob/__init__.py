@@ -8,6 +8,7 @@ import azure.functions as func
 
 from shared.processing import parse_blob_created, process_blob_created
 from shared.runtime import services
+from shared.sql.retry import call_with_retries
 
 log = logging.getLogger("sluice.process_blob")
 
@@ -18,4 +19,10 @@ def main(event: func.EventGridEvent) -> None:
         log.info("ignored event %s of type %s", event.id, event.event_type)
         return
     current = services()
-    process_blob_created(created, raw_store=current.raw_store, sink=current.database, audit=current.audit)
+    # Transient database failures are retried here a few times with backoff, then raised for Event
+    # Grid to redeliver; a retry of a blob that had in fact committed finds its ledger row.
+    call_with_retries(
+        lambda: process_blob_created(
+            created, raw_store=current.raw_store, sink=current.database, audit=current.audit
+        )
+    )

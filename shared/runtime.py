@@ -76,7 +76,7 @@ def build_services(settings: Settings) -> Services:
     from shared.dcrs import RuleDirectory, TableDcrRegistry
     from shared.ingest import AgentIngest, DataCollectorIngest, RawWriter
     from shared.logs_ingestion import LogsIngest
-    from shared.sql import Database
+    from shared.sql.azure import database_for
     from shared.tokens import token_validator
     from shared.workspaces import WorkspaceDirectory
 
@@ -105,7 +105,7 @@ def build_services(settings: Settings) -> Services:
         directory=directory,
         agents=agents,
         dcrs=dcrs,
-        database=Database.open(settings.sql_dialect, settings.sql_connection),
+        database=database_for(settings, secrets),
         data_collector=DataCollectorIngest(directory=directory, writer=writer, clock=utc_now),
         agent_ingest=AgentIngest(
             directory=directory, certificates=certificates, writer=writer, clock=utc_now

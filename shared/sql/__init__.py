@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -165,6 +165,14 @@ def _syslog_json(rows: list[SyslogRow]) -> str:
 
 def _json(rows: Iterator[dict[str, Any]]) -> str:
     return orjson.dumps(list(rows)).decode("utf-8")
+
+
+@runtime_checkable
+class Recyclable(Protocol):
+    """A connection that knows it must be replaced before its next use (shared.sql.azure.TokenConnection:
+    the access token it was opened with is about to expire). Driver connections never say so."""
+
+    def is_stale(self) -> bool: ...
 
 
 class Database:
@@ -345,6 +353,8 @@ class Database:
     def _transaction(self) -> Iterator[Any]:
         with self._lock:
             try:
+                if isinstance(self._connection, Recyclable) and self._connection.is_stale():
+                    self._drop_connection()
                 if self._connection is None:
                     self._connection = self._connect()
                     self._bind_session(self._connection)

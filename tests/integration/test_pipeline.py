@@ -23,6 +23,7 @@ import ingest_http
 import process_blob
 import retention_timer
 from shared.aggregate import UsageRow
+from shared.errors import DatabaseUnavailable
 from shared.plans import Plan
 from shared.rawstore import quarantine_name
 from shared.retention import PurgeReport, run_retention
@@ -519,3 +520,26 @@ def test_given_the_timer_fires_when_retention_timer_runs_then_old_raw_days_go_an
     retention_timer.main(timer_request())
 
     assert sqlite_runtime.blobs(free) == sorted(names[today])
+
+
+def test_given_the_database_fails_once_transiently_when_processing_then_retried_and_counted_once(
+    sqlite_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = [{"Computer": "web-1", "Message": "a"}, {"Computer": "web-1", "Message": "b"}]
+    assert post(sqlite_runtime, records_body(records)).status_code == 200
+    (name,) = sqlite_runtime.blobs()
+    database = sqlite_runtime.services.database
+    real_apply = database.apply_blob
+    failures = iter([DatabaseUnavailable("the database failed over")])
+
+    def apply_once_failing(*args: Any, **kwargs: Any) -> bool:
+        for failure in failures:
+            raise failure
+        return real_apply(*args, **kwargs)
+
+    monkeypatch.setattr(database, "apply_blob", apply_once_failing)
+
+    deliver(sqlite_runtime.workspace_id, name)
+
+    (row,) = database.list_usage(sqlite_runtime.workspace_id)
+    assert (row.computer, row.records) == ("web-1", 2)

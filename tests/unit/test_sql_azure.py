@@ -16,6 +16,7 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from shared.errors import ConfigurationError, DatabaseUnavailable
 from shared.settings import Settings, SqlAuth, SqlDialect
+from shared.sql import Database
 from shared.sql.azure import (
     AZURE_SQL_SCOPE,
     SQL_COPT_SS_ACCESS_TOKEN,
@@ -362,3 +363,19 @@ def test_given_no_token_when_database_used_then_database_unavailable(
     with pytest.raises(DatabaseUnavailable, match="no managed identity endpoint"):
         database.blob_processed(WS, "raw/x.json.gz")
     assert odbc.opened == []
+
+
+def test_given_stale_token_connection_when_database_used_then_replaced_before_use(
+    odbc: FakeOdbcDriver, credential: FakeCredential, clock: FakeClock
+) -> None:
+    database = Database(SqlDialect.TSQL, EntraTokenConnector(SERVER, credential, clock=clock).connect)
+    database.blob_processed(WS, "raw/a.json.gz")
+    database.blob_processed(WS, "raw/b.json.gz")
+
+    clock.now += LIFETIME - TOKEN_REFRESH_MARGIN_SECONDS
+    database.blob_processed(WS, "raw/c.json.gz")
+
+    first, second = odbc.opened
+    assert (first.closed, second.closed) == (True, False)
+    assert [sent_token(c) for c in odbc.opened] == ["token-1", "token-2"]
+    assert [len(c.cursors) for c in odbc.opened] == [2, 1]
