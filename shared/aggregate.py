@@ -20,7 +20,7 @@ from shared.records import RecordKind, kind_of, time_generated
 
 KEY_MAX_LENGTH = 256
 UNKNOWN = ""
-_CACHE_LIMIT = 4096
+_CACHE_LIMIT = 4096  # distinct TimeGenerated strings remembered per blob
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,37 +113,27 @@ def _counter_value(value: Any) -> float | None:
 
 class HourlyAggregator:
     """Accumulates records chunk by chunk (a large blob never has to be parsed whole) into the four
-    aggregates; memory grows with the number of distinct keys, not with the number of records."""
+    aggregates; memory grows with the number of distinct keys, not with the number of records.
+
+    Keys are gathered as the records spell them (names repeat, so this is a dict hit per record) and
+    turned into portable key text (key_text) once per distinct key in `result()`, where keys that
+    become equal are merged."""
 
     def __init__(self, *, log_type: str, time_field: str | None, received_at: datetime) -> None:
         self._log_type = log_type
-        self._kind = kind_of(log_type)
         self._time_field = time_field
         self._received_at = received_at.astimezone(UTC)
         self._received_hour = self._received_at.replace(minute=0, second=0, microsecond=0)
-        self._keys: dict[Any, str] = {}
         self._hours: dict[str, datetime] = {}
         self._detail = {
             RecordKind.PERF: self._add_perf,
             RecordKind.EVENT: self._add_event,
             RecordKind.SYSLOG: self._add_syslog,
-        }.get(self._kind)
-        self._usage: dict[tuple[datetime, str], list[int]] = {}
-        self._perf: dict[tuple[datetime, str, str, str, str], list[float]] = {}
-        self._events: dict[tuple[datetime, str, int, str], int] = {}
-        self._syslog: dict[tuple[datetime, str, str, str], int] = {}
-
-    def _key(self, value: Any) -> str:
-        # Computer, counter and facility names repeat across records: normalise each distinct one once.
-        try:
-            text = self._keys.get(value)
-        except TypeError:  # unhashable (a list or an object where a name was expected)
-            return key_text(value)
-        if text is None:
-            text = key_text(value)
-            if len(self._keys) < _CACHE_LIMIT:
-                self._keys[value] = text
-        return text
+        }.get(kind_of(log_type))
+        self._usage: dict[tuple[Any, ...], list[int]] = {}
+        self._perf: dict[tuple[Any, ...], list[float]] = {}
+        self._events: dict[tuple[Any, ...], int] = {}
+        self._syslog: dict[tuple[Any, ...], int] = {}
 
     def _hour(self, record: Mapping[str, Any]) -> datetime:
         value = record.get(self._time_field) if self._time_field is not None else None
@@ -158,23 +148,28 @@ class HourlyAggregator:
         return hour
 
     def add(self, records: Iterable[Mapping[str, Any]]) -> None:
-        dumps, key, usage = orjson.dumps, self._key, self._usage
-        detail = self._detail
+        dumps, usage, detail = orjson.dumps, self._usage, self._detail
         timed = self._time_field is not None
         hour = self._received_hour
         for record in records:
             if timed:
                 hour = self._hour(record)
-            computer = key(record.get("Computer"))
-            totals = usage.get((hour, computer))
+            computer = record.get("Computer")
+            key = (hour, computer)
+            try:
+                totals = usage.get(key)
+            except TypeError:  # a list or object where a name was expected: use its text
+                computer = key_text(computer)
+                key = (hour, computer)
+                totals = usage.get(key)
             if totals is None:
-                totals = usage[(hour, computer)] = [0, 0]
+                totals = usage[key] = [0, 0]
             totals[0] += 1
             totals[1] += len(dumps(record))
             if detail is not None:
                 detail(record, hour, computer)
 
-    def _add_perf(self, record: Mapping[str, Any], hour: datetime, computer: str) -> None:
+    def _add_perf(self, record: Mapping[str, Any], hour: datetime, computer: Any) -> None:
         value = record.get("CounterValue")
         if type(value) is not float and type(value) is not int:
             value = _counter_value(value)
@@ -182,13 +177,8 @@ class HourlyAggregator:
                 return  # counted for volume; a sample without a number has no statistics
         elif not math.isfinite(value):
             return
-        key = self._key
-        counter = (
-            hour,
-            computer,
-            key(record.get("ObjectName")),
-            key(record.get("CounterName")),
-            key(record.get("InstanceName")),
+        counter = _hashable(
+            (hour, computer, record.get("ObjectName"), record.get("CounterName"), record.get("InstanceName"))
         )
         stats = self._perf.get(counter)
         if stats is None:
@@ -201,26 +191,67 @@ class HourlyAggregator:
         elif value > stats[3]:
             stats[3] = value
 
-    def _add_event(self, record: Mapping[str, Any], hour: datetime, computer: str) -> None:
+    def _add_event(self, record: Mapping[str, Any], hour: datetime, computer: Any) -> None:
         event_id = _event_id(record.get("EventID"))
         if event_id is None:
             return
         level = record.get("EventLevelName", record.get("Level", record.get("EventLevel")))
-        key = (hour, computer, event_id, self._key(level))
+        key = _hashable((hour, computer, event_id, level))
         self._events[key] = self._events.get(key, 0) + 1
 
-    def _add_syslog(self, record: Mapping[str, Any], hour: datetime, computer: str) -> None:
-        key = (hour, computer, self._key(record.get("Facility")), self._key(record.get("SeverityLevel")))
+    def _add_syslog(self, record: Mapping[str, Any], hour: datetime, computer: Any) -> None:
+        key = _hashable((hour, computer, record.get("Facility"), record.get("SeverityLevel")))
         self._syslog[key] = self._syslog.get(key, 0) + 1
 
     def result(self) -> Aggregates:
         log_type = self._log_type
+        usage: dict[tuple[Any, ...], list[int]] = {}
+        for raw, (records, size) in self._usage.items():
+            totals = usage.setdefault(_portable(raw), [0, 0])
+            totals[0] += records
+            totals[1] += size
+        perf: dict[tuple[Any, ...], list[float]] = {}
+        for raw, (samples, total, minimum, maximum) in self._perf.items():
+            stats = perf.setdefault(_portable(raw), [0, 0.0, minimum, maximum])
+            stats[0] += samples
+            stats[1] += total
+            stats[2] = min(stats[2], minimum)
+            stats[3] = max(stats[3], maximum)
         return Aggregates(
-            usage=[UsageRow(h, log_type, c, n, b) for (h, c), (n, b) in sorted(self._usage.items())],
+            usage=[UsageRow(h, log_type, c, n, b) for (h, c), (n, b) in sorted(usage.items())],
             perf=[
                 PerfRow(h, c, o, k, i, int(s[0]), s[1], s[2], s[3])
-                for (h, c, o, k, i), s in sorted(self._perf.items())
+                for (h, c, o, k, i), s in sorted(perf.items())
             ],
-            events=[EventRow(h, log_type, c, e, lv, n) for (h, c, e, lv), n in sorted(self._events.items())],
-            syslog=[SyslogRow(h, c, f, sv, n) for (h, c, f, sv), n in sorted(self._syslog.items())],
+            events=[
+                EventRow(h, log_type, c, e, lv, n)
+                for (h, c, e, lv), n in sorted(_summed(self._events, kept=(0, 2)).items())
+            ],
+            syslog=[SyslogRow(h, c, f, sv, n) for (h, c, f, sv), n in sorted(_summed(self._syslog).items())],
         )
+
+
+def _hashable(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The key as spelled, or with its unhashable parts (lists, objects) replaced by their text."""
+    try:
+        hash(key)
+    except TypeError:
+        return tuple(
+            part if isinstance(part, str | int | float | datetime | None) else key_text(part) for part in key
+        )
+    return key
+
+
+def _portable(raw: tuple[Any, ...], *, kept: tuple[int, ...] = (0,)) -> tuple[Any, ...]:
+    """The parts at `kept` (the hour, an event id) stay; every name becomes its portable key text."""
+    return tuple(part if index in kept else key_text(part) for index, part in enumerate(raw))
+
+
+def _summed(
+    counts: dict[tuple[Any, ...], int], *, kept: tuple[int, ...] = (0,)
+) -> dict[tuple[Any, ...], int]:
+    merged: dict[tuple[Any, ...], int] = {}
+    for raw, count in counts.items():
+        key = _portable(raw, kept=kept)
+        merged[key] = merged.get(key, 0) + count
+    return merged

@@ -115,3 +115,25 @@ def test_given_syslog_records_then_counts_per_facility_and_severity() -> None:
         SyslogRow(hour(12), "lx-1", "auth", "err", 2),
         SyslogRow(hour(12), "lx-1", "daemon", "info", 1),
     ]
+
+
+def test_given_names_that_become_the_same_key_when_aggregating_then_their_rows_merge() -> None:
+    aggregator = HourlyAggregator(log_type="Perf", time_field=None, received_at=RECEIVED)
+    counter = {"ObjectName": "Memory", "CounterName": "Available MBytes", "InstanceName": None}
+    aggregator.add(
+        [
+            {**counter, "Computer": "web-1", "CounterValue": 5},
+            {**counter, "Computer": "web-1  ", "CounterValue": 1},  # trailing blanks: the same key in SQL
+            {**counter, "Computer": "web\u00001", "CounterValue": 9},  # NUL dropped: "web1", another key
+            {**counter, "Computer": ["web-1"], "CounterValue": 2},  # unhashable: its text
+        ]
+    )
+
+    result = aggregator.result()
+
+    assert [(r.computer, r.samples, r.total, r.minimum, r.maximum) for r in result.perf] == [
+        ("['web-1']", 1, 2.0, 2, 2),
+        ("web-1", 2, 6.0, 1, 5),
+        ("web1", 1, 9.0, 9, 9),
+    ]
+    assert [(r.computer, r.records) for r in result.usage] == [("['web-1']", 1), ("web-1", 2), ("web1", 1)]
