@@ -3,13 +3,15 @@
 
 import azure.functions as func
 
-from shared.agents import EnrollmentRequest
 from shared.errors import SluiceError
 from shared.http import error_response, json_response, unexpected_error_response
 from shared.runtime import services
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
+    # Imported on the first call: X.509 parsing (cryptography) would add ~60 ms to every cold start.
+    from shared.agents import EnrollmentRequest
+
     try:
         agent = services().enrollment.register(EnrollmentRequest.parse(req.get_body()))
     except SluiceError as error:

@@ -9,13 +9,12 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from shared import sharedkey
 from shared.audit import AuthFailureReason
-from shared.certauth import CertificateAuthenticator
 from shared.errors import (
     AuthorizationFailed,
     BadRequest,
@@ -33,6 +32,9 @@ from shared.ids import RawBlobName, parse_log_type, parse_workspace_id
 from shared.rawstore import MAX_BODY_BYTES, RawStore, gunzip_bounded, gzip_bytes
 from shared.telemetry import workspace_log
 from shared.workspaces import Workspace, WorkspaceState
+
+if TYPE_CHECKING:  # the certificate checks pull in PyJWT and cryptography: only AgentIngest needs them
+    from shared.certauth import CertificateAuthenticator
 
 DATA_COLLECTOR_API_VERSION = "2016-04-01"
 JSON_CONTENT_TYPE = "application/json"
