@@ -32,9 +32,9 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -106,65 +106,15 @@ def _hour_value(value: Any) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _usage_json(rows: list[UsageRow]) -> str:
-    return _json(
-        {
-            "hour": _hour_text(r.hour),
-            "log_type": r.log_type,
-            "computer": r.computer,
-            "records": r.records,
-            "bytes": r.bytes,
-        }
-        for r in rows
-    )
-
-
-def _perf_json(rows: list[PerfRow]) -> str:
-    return _json(
-        {
-            "hour": _hour_text(r.hour),
-            "computer": r.computer,
-            "object_name": r.object_name,
-            "counter_name": r.counter_name,
-            "instance_name": r.instance_name,
-            "samples": r.samples,
-            "total": r.total,
-            "minimum": r.minimum,
-            "maximum": r.maximum,
-        }
-        for r in rows
-    )
-
-
-def _events_json(rows: list[EventRow]) -> str:
-    return _json(
-        {
-            "hour": _hour_text(r.hour),
-            "log_type": r.log_type,
-            "computer": r.computer,
-            "event_id": r.event_id,
-            "level": r.level,
-            "events": r.events,
-        }
-        for r in rows
-    )
-
-
-def _syslog_json(rows: list[SyslogRow]) -> str:
-    return _json(
-        {
-            "hour": _hour_text(r.hour),
-            "computer": r.computer,
-            "facility": r.facility,
-            "severity": r.severity,
-            "messages": r.messages,
-        }
-        for r in rows
-    )
-
-
-def _json(rows: Iterator[dict[str, Any]]) -> str:
-    return orjson.dumps(list(rows)).decode("utf-8")
+def _rows_json(rows: Sequence[Any]) -> str:
+    """Aggregate rows as the JSON array the upsert statements read, keyed by the rows' field names."""
+    names = [field.name for field in fields(rows[0])]
+    documents = []
+    for row in rows:
+        document = {name: getattr(row, name) for name in names}
+        document["hour"] = _hour_text(row.hour)
+        documents.append(document)
+    return orjson.dumps(documents).decode("utf-8")
 
 
 @runtime_checkable
@@ -235,10 +185,6 @@ class Database:
         """The ledger claim, then one set-based upsert per aggregate that has rows, in one transaction:
         False (and nothing written) when the ledger already holds the blob."""
         claim = statement(self.dialect, "claim_blob")
-        upsert_usage = statement(self.dialect, "upsert_usage")
-        upsert_perf = statement(self.dialect, "upsert_perf")
-        upsert_events = statement(self.dialect, "upsert_events")
-        upsert_syslog = statement(self.dialect, "upsert_syslog")
         workspace_id = entry.workspace_id
         with self._transaction() as cursor:
             cursor.execute(
@@ -256,26 +202,16 @@ class Database:
             if cursor.rowcount != 1:
                 return False
             # Always in this order, so concurrent processors lock the tables in the same order.
-            if aggregates.usage:
-                rows = _usage_json(aggregates.usage)
-                cursor.execute(
-                    upsert_usage.text, upsert_usage.bind({"workspace_id": workspace_id, "rows": rows})
-                )
-            if aggregates.perf:
-                rows = _perf_json(aggregates.perf)
-                cursor.execute(
-                    upsert_perf.text, upsert_perf.bind({"workspace_id": workspace_id, "rows": rows})
-                )
-            if aggregates.events:
-                rows = _events_json(aggregates.events)
-                cursor.execute(
-                    upsert_events.text, upsert_events.bind({"workspace_id": workspace_id, "rows": rows})
-                )
-            if aggregates.syslog:
-                rows = _syslog_json(aggregates.syslog)
-                cursor.execute(
-                    upsert_syslog.text, upsert_syslog.bind({"workspace_id": workspace_id, "rows": rows})
-                )
+            for upsert, rows in (
+                (statement(self.dialect, "upsert_usage"), aggregates.usage),
+                (statement(self.dialect, "upsert_perf"), aggregates.perf),
+                (statement(self.dialect, "upsert_events"), aggregates.events),
+                (statement(self.dialect, "upsert_syslog"), aggregates.syslog),
+            ):
+                if rows:
+                    cursor.execute(
+                        upsert.text, upsert.bind({"workspace_id": workspace_id, "rows": _rows_json(rows)})
+                    )
         return True
 
     def list_usage(self, workspace_id: str) -> list[UsageRow]:

@@ -469,12 +469,12 @@ def declared_params(text: str) -> list[str] | None:
 
 def bound_names_in_code() -> dict[str, set[str]]:
     """Statement name → the names the Python code binds for it, read from shared/sql/__init__.py:
-    `x = statement(self.dialect, "name")` ... `x.bind({...})`, and `statement(..., "name").text`
-    executed without parameters."""
+    `x = statement(self.dialect, "name")` ... `x.bind({...})`, `for x, ... in ((statement(..., "a"), ...),
+    ...)` ... `x.bind({...})`, and `statement(..., "name").text` executed without parameters."""
     tree = ast.parse(Path(sql_module.__file__).read_text(encoding="utf-8"))
     bound: dict[str, set[str]] = {}
     for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
-        variables: dict[str, str] = {}
+        variables: dict[str, list[str]] = {}
         for node in ast.walk(function):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "statement":
                 name_arg = node.args[1] if len(node.args) > 1 else None
@@ -490,7 +490,24 @@ def bound_names_in_code() -> dict[str, set[str]]:
             ):
                 name_arg = node.value.args[1]
                 assert isinstance(name_arg, ast.Constant)
-                variables[node.targets[0].id] = str(name_arg.value)
+                variables[node.targets[0].id] = [str(name_arg.value)]
+            if (
+                isinstance(node, ast.For)
+                and isinstance(node.target, ast.Tuple)
+                and isinstance(node.target.elts[0], ast.Name)
+                and isinstance(node.iter, ast.Tuple)
+            ):
+                names = [
+                    str(item.elts[0].args[1].value)
+                    for item in node.iter.elts
+                    if isinstance(item, ast.Tuple)
+                    and isinstance(item.elts[0], ast.Call)
+                    and isinstance(item.elts[0].func, ast.Name)
+                    and item.elts[0].func.id == "statement"
+                    and isinstance(item.elts[0].args[1], ast.Constant)
+                ]
+                if names:
+                    variables[node.target.elts[0].id] = names
         for node in ast.walk(function):
             if (
                 isinstance(node, ast.Call)
@@ -502,7 +519,8 @@ def bound_names_in_code() -> dict[str, set[str]]:
                 and isinstance(node.args[0], ast.Dict)
             ):
                 keys = {k.value for k in node.args[0].keys if isinstance(k, ast.Constant)}
-                bound[variables[node.func.value.id]].update(str(k) for k in keys)
+                for name in variables[node.func.value.id]:
+                    bound[name].update(str(k) for k in keys)
     return bound
 
 
