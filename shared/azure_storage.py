@@ -262,6 +262,22 @@ class LazyTable:
                 self._service.create_table_if_not_exists(self.name)
             self._ready = True
 
+    def create(self, entity: dict[str, Any], *, what: str) -> None:
+        self.ensure()
+        with translated(what):
+            self.client.create_entity(entity)
+
+    def replace_existing(self, entity: dict[str, Any], *, what: str) -> bool:
+        """Replaces the entity whatever its version (If-Match: *); False when it does not exist."""
+        with translated(what):
+            try:
+                self.client.update_entity(
+                    entity, mode=UpdateMode.REPLACE, match_condition=MatchConditions.Unconditionally
+                )
+            except ResourceNotFoundError:
+                return False
+        return True
+
 
 class TableWorkspaceRegistry:
     """One entity per workspace, PartitionKey = workspace id, so lookups are point reads."""
@@ -286,20 +302,11 @@ class TableWorkspaceRegistry:
         return sorted(map(_workspace, entities), key=lambda w: w.created_at)
 
     def create_workspace(self, workspace: Workspace) -> None:
-        self._table.ensure()
-        with translated("registering a workspace"):
-            self._table.client.create_entity(_entity(workspace))
+        self._table.create(_entity(workspace), what="registering a workspace")
 
     def update_workspace(self, workspace: Workspace) -> None:
-        with translated("updating the workspace registry"):
-            try:
-                self._table.client.update_entity(
-                    _entity(workspace),
-                    mode=UpdateMode.REPLACE,
-                    match_condition=MatchConditions.Unconditionally,
-                )
-            except ResourceNotFoundError:
-                raise WorkspaceNotFound(f"Workspace {workspace.workspace_id} does not exist.") from None
+        if not self._table.replace_existing(_entity(workspace), what="updating the workspace registry"):
+            raise WorkspaceNotFound(f"Workspace {workspace.workspace_id} does not exist.")
 
 
 def _entity(workspace: Workspace) -> dict[str, Any]:
@@ -351,20 +358,11 @@ class TableAgentRegistry:
         return sorted(map(_agent, entities), key=lambda a: a.registered_at)
 
     def create_agent(self, agent: Agent) -> None:
-        self._table.ensure()
-        with translated("registering an agent"):
-            self._table.client.create_entity(_agent_entity(agent))
+        self._table.create(_agent_entity(agent), what="registering an agent")
 
     def update_agent(self, agent: Agent) -> None:
-        with translated("updating the agent registry"):
-            try:
-                self._table.client.update_entity(
-                    _agent_entity(agent),
-                    mode=UpdateMode.REPLACE,
-                    match_condition=MatchConditions.Unconditionally,
-                )
-            except ResourceNotFoundError:
-                raise AgentNotFound(f"Agent {agent.agent_id} does not exist.") from None
+        if not self._table.replace_existing(_agent_entity(agent), what="updating the agent registry"):
+            raise AgentNotFound(f"Agent {agent.agent_id} does not exist.")
 
 
 def _agent_entity(agent: Agent) -> dict[str, Any]:

@@ -164,18 +164,17 @@ class TableDcrRegistry:
         return sorted(map(_rule, entities), key=lambda r: r.created_at)
 
     def create_rule(self, rule: DataCollectionRule) -> None:
-        self._table.ensure()
-        with translated("registering a data collection rule"):
-            self._table.client.create_entity(
-                {
-                    "PartitionKey": rule.immutable_id,
-                    "RowKey": DCR_ROW_KEY,
-                    "workspace_id": rule.workspace_id,
-                    "streams": orjson.dumps(list(rule.streams)).decode(),
-                    "principals": orjson.dumps(list(rule.principals)).decode(),
-                    "created_at": rule.created_at,
-                }
-            )
+        self._table.create(
+            {
+                "PartitionKey": rule.immutable_id,
+                "RowKey": DCR_ROW_KEY,
+                "workspace_id": rule.workspace_id,
+                "streams": orjson.dumps(list(rule.streams)).decode(),
+                "principals": orjson.dumps(list(rule.principals)).decode(),
+                "created_at": rule.created_at,
+            },
+            what="registering a data collection rule",
+        )
 
 
 def _rule(entity: Any) -> DataCollectionRule:
