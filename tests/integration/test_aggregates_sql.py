@@ -16,6 +16,7 @@ from shared.aggregate import Aggregates, EventRow, PerfRow, SyslogRow, UsageRow
 from shared.processing import LedgerEntry
 from shared.settings import SqlDialect
 from shared.sql import Database
+from tests.support.aggregates import sorted_aggregates
 from tests.support.concurrency import run_together
 from tests.support.postgres import PostgresDatabase
 from tests.support.runtime import SqlTarget
@@ -270,18 +271,6 @@ def test_given_a_blob_with_every_aggregate_when_applied_then_each_table_holds_it
 
     assert listed(database, workspace) == sorted_aggregates(everything())
     assert listed(database, other) == sorted_aggregates(everything(scale=2))
-
-
-def sorted_aggregates(aggregates: Aggregates) -> Aggregates:
-    return Aggregates(
-        usage=sorted(aggregates.usage, key=lambda r: (r.hour, r.log_type, r.computer)),
-        perf=sorted(
-            aggregates.perf,
-            key=lambda r: (r.hour, r.computer, r.object_name, r.counter_name, r.instance_name),
-        ),
-        events=sorted(aggregates.events, key=lambda r: (r.hour, r.log_type, r.computer, r.event_id, r.level)),
-        syslog=sorted(aggregates.syslog, key=lambda r: (r.hour, r.computer, r.facility, r.severity)),
-    )
 
 
 def test_given_the_same_ledger_entry_applied_ten_times_then_totals_are_those_of_one_application(

@@ -23,6 +23,7 @@ from shared.errors import DatabaseError, DatabaseUnavailable, InvalidCustomerId
 from shared.processing import LedgerEntry
 from shared.settings import SqlDialect
 from shared.sql import Database
+from tests.support.aggregates import sorted_aggregates
 from tests.support.postgres import PostgresCluster, PostgresDatabase, odbc_connection_string
 
 pytestmark = pytest.mark.integration
@@ -281,7 +282,7 @@ def test_given_the_owner_when_reading_then_row_level_security_does_not_apply_to_
             assert rows(connection, f"SELECT count(DISTINCT workspace_id) FROM {table}") == [(2,)]
     finally:
         connection.close()
-    assert listed(rls.owner, rls.workspace_b) == aggregates_sorted(aggregates_for("b-host", 5))
+    assert listed(rls.owner, rls.workspace_b) == sorted_aggregates(aggregates_for("b-host", 5))
 
 
 def test_given_the_migrated_schema_then_every_table_with_a_workspace_column_but_the_ledger_has_rls(
@@ -318,7 +319,7 @@ def test_given_a_reader_session_for_a_when_listing_then_exactly_a_s_rows_of_ever
         with database.reader(rls.workspace_a) as session_a, database.reader(rls.workspace_b) as session_b:
             assert listed(session_a) == listed(rls.owner, rls.workspace_a)
             assert listed(session_b) == listed(rls.owner, rls.workspace_b)
-            assert listed(session_a) == aggregates_sorted(aggregates_for("a-host", 1))
+            assert listed(session_a) == sorted_aggregates(aggregates_for("a-host", 1))
         # The reader login alone, without the session's binding, sees nothing: RLS, not the WHERE clause.
         assert database.list_usage(rls.workspace_a) == []
     finally:
@@ -367,18 +368,6 @@ def test_given_a_reader_connection_running_its_own_sql_then_it_can_re_point_the_
         connection.close()
 
 
-def aggregates_sorted(aggregates: Aggregates) -> Aggregates:
-    return Aggregates(
-        usage=sorted(aggregates.usage, key=lambda r: (r.hour, r.log_type, r.computer)),
-        perf=sorted(
-            aggregates.perf,
-            key=lambda r: (r.hour, r.computer, r.object_name, r.counter_name, r.instance_name),
-        ),
-        events=sorted(aggregates.events, key=lambda r: (r.hour, r.log_type, r.computer, r.event_id, r.level)),
-        syslog=sorted(aggregates.syslog, key=lambda r: (r.hour, r.computer, r.facility, r.severity)),
-    )
-
-
 # -- SQLite: no RLS, the session still scopes every query ------------------------------------------
 
 
@@ -394,9 +383,9 @@ def test_given_sqlite_when_reading_through_a_reader_session_then_only_its_worksp
 
         with database.reader(workspace_a.upper()) as session:
             assert session.workspace_id == workspace_a  # the canonical form
-            assert listed(session) == aggregates_sorted(aggregates_for("a-host", 1))
+            assert listed(session) == sorted_aggregates(aggregates_for("a-host", 1))
         # The processor's connection is its own: closing the session leaves it usable.
-        assert listed(database, workspace_b) == aggregates_sorted(aggregates_for("b-host", 2))
+        assert listed(database, workspace_b) == sorted_aggregates(aggregates_for("b-host", 2))
     finally:
         database.close()
 

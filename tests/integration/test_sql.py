@@ -405,26 +405,6 @@ def test_given_the_server_kills_an_idle_session_on_postgresql_then_one_call_fail
 # -- concurrency: two instances, two connections ----------------------------------------------
 
 
-def test_given_the_same_blob_applied_by_two_instances_at_once_then_counted_once(
-    sql_target: SqlTarget,
-) -> None:
-    databases = [Database.open(sql_target.dialect, sql_target.connection) for _ in range(2)]
-    try:
-        databases[0].migrate()
-        workspace = ws()
-        for _ in range(RACE_ROUNDS):
-            ledger = entry(workspace)
-            outcomes = run_together(
-                2,
-                lambda i, e=ledger: databases[i].apply_blob(e, usage_of([usage(3, 300)])),  # type: ignore[misc]
-            )
-            assert sorted(outcomes) == [False, True]
-        assert databases[0].list_usage(workspace) == [usage(3 * RACE_ROUNDS, 300 * RACE_ROUNDS)]
-    finally:
-        for db in databases:
-            db.close()
-
-
 def test_given_different_blobs_for_the_same_hour_applied_at_once_on_postgresql_then_totals_add_up(
     pg_database: PostgresDatabase,
 ) -> None:
