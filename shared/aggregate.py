@@ -1,26 +1,40 @@
 """Hourly aggregation of raw records (pure). Rows are keyed by workspace by the caller: the workspace
 id is never taken from record content.
 
-Four aggregates, each one SQL table: volume (records, JSON bytes) per log type and computer; for
-`Perf`, counter statistics (count, sum, min, max) per computer / object / counter / instance; for
-`Event` and `SecurityEvent`, counts per log type / computer / event id / level; for `Syslog`, counts per
-computer / facility / severity. The hour is the record's TimeGenerated hour (shared.records)."""
+Four aggregates, each one SQL table: volume (records, and the bytes of their JSON text as received)
+per log type and computer; for `Perf`, counter statistics (count, sum, min, max) per computer / object
+/ counter / instance; for `Event` and `SecurityEvent`, counts per log type / computer / event id /
+level; for `Syslog`, counts per computer / facility / severity. The hour is the record's TimeGenerated
+hour (shared.records)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
-import orjson
+import msgspec
 
+from shared.rawreader import RecordWindow
 from shared.records import RecordKind, kind_of, time_generated
 
 KEY_MAX_LENGTH = 256
 UNKNOWN = ""
-_CACHE_LIMIT = 4096  # distinct TimeGenerated strings remembered per blob
+_CACHE_LIMIT = 4096  # distinct TimeGenerated values remembered from window to window
+_TIME_ATTRIBUTE = "time_generated"
+# The fields each kind of record is aggregated by, Computer first; a Perf record's CounterValue besides.
+KEY_FIELDS = {
+    RecordKind.CUSTOM: ("Computer",),
+    RecordKind.PERF: ("Computer", "ObjectName", "CounterName", "InstanceName"),
+    RecordKind.EVENT: ("Computer", "EventID", "EventLevelName", "Level", "EventLevel"),
+    RecordKind.SYSLOG: ("Computer", "Facility", "SeverityLevel"),
+}
+COUNTER_VALUE = "CounterValue"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,152 +120,142 @@ def _counter_value(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
 
 
-class HourlyAggregator:
-    """Accumulates records chunk by chunk (a large blob never has to be parsed whole) into the four
-    aggregates; memory grows with the number of distinct keys, not with the number of records.
+@lru_cache(maxsize=64)
+def record_type(kind: RecordKind, time_field: str | None) -> type[msgspec.Struct]:
+    """The msgspec Struct a record of `kind` is read into: the fields it is aggregated by, and the time
+    field when the blob names one (under a fixed attribute, as the header's name may be no identifier).
+    A field the record lacks reads None. Not tracked by the garbage collector: decoded JSON holds no
+    reference cycles."""
+    names = KEY_FIELDS[kind] + ((COUNTER_VALUE,) if kind is RecordKind.PERF else ())
+    fields: list[tuple[str, Any, Any]] = [(name, Any, None) for name in names]
+    rename = {name: name for name in names}
+    if time_field is not None and time_field not in names:
+        fields.append((_TIME_ATTRIBUTE, Any, None))
+        rename[_TIME_ATTRIBUTE] = time_field
+    return msgspec.defstruct(f"{kind.capitalize()}Record", fields, rename=rename, gc=False)
 
-    Keys are gathered as the records spell them (names repeat, so this is a dict hit per record) and
-    turned into portable key text (key_text) once per distinct key in `result()`, where keys that
-    become equal are merged."""
+
+class HourlyAggregator:
+    """Accumulates a blob's records window by window (a large blob never has to be parsed whole) into
+    the four aggregates; memory grows with the number of distinct keys, not with the number of records.
+
+    Each record counts in one dict entry keyed by its hour and its kind's KEY_FIELDS as the record
+    spells them (names repeat, so this is a hit per record): records, bytes, and for Perf the counter
+    statistics. The four aggregates are projections of those entries, made in `result()` once per
+    distinct key, where the names become portable key text (key_text) and keys that become equal merge."""
 
     def __init__(self, *, log_type: str, time_field: str | None, received_at: datetime) -> None:
         self._log_type = log_type
-        self._time_field = time_field
+        self._kind = kind_of(log_type)
+        self.record_type = record_type(self._kind, time_field)
+        fields = KEY_FIELDS[self._kind]
+        self._name_getters = tuple(attrgetter(name) for name in fields)
+        self._value_of = attrgetter(COUNTER_VALUE) if self._kind is RecordKind.PERF else None
+        self._time = None
+        if time_field is not None:
+            self._time = attrgetter(time_field if time_field in fields else _TIME_ATTRIBUTE)
         self._received_at = received_at.astimezone(UTC)
-        self._received_hour = self._received_at.replace(minute=0, second=0, microsecond=0)
-        self._hours: dict[str, datetime] = {}
-        self._detail = {
-            RecordKind.PERF: self._add_perf,
-            RecordKind.EVENT: self._add_event,
-            RecordKind.SYSLOG: self._add_syslog,
-        }.get(kind_of(log_type))
-        self._usage: dict[tuple[Any, ...], list[int]] = {}
-        self._perf: dict[tuple[Any, ...], list[float]] = {}
-        self._events: dict[tuple[Any, ...], int] = {}
-        self._syslog: dict[tuple[Any, ...], int] = {}
+        received_hour = self._received_at.replace(minute=0, second=0, microsecond=0)
+        self._received_hour = received_hour
+        self._hour_of: dict[Any, datetime] = {None: received_hour}
+        # key -> [records, bytes, samples, total, minimum, maximum]
+        self._totals: dict[tuple[Any, ...], list[Any]] = {}
 
-    def _hour(self, record: Mapping[str, Any]) -> datetime:
-        value = record.get(self._time_field) if self._time_field is not None else None
-        if type(value) is not str:
-            return self._received_hour
-        hour = self._hours.get(value)  # times repeat (a batch spans seconds): parse each one once
-        if hour is None:
-            moment = time_generated(record, field=self._time_field, received_at=self._received_at)
-            hour = moment.replace(minute=0, second=0, microsecond=0)
-            if len(self._hours) < _CACHE_LIMIT:
-                self._hours[value] = hour
-        return hour
-
-    def add(self, records: Iterable[Mapping[str, Any]]) -> None:
-        dumps, usage, detail = orjson.dumps, self._usage, self._detail
-        timed = self._time_field is not None
-        hour = self._received_hour
-        for record in records:
-            if timed:
-                hour = self._hour(record)
-            computer = record.get("Computer")
-            key = (hour, computer)
+    def add(self, window: RecordWindow[Any]) -> None:
+        records = window.records
+        # Flat key tuples (hour, *names), built in C: one allocation per record. The hours and values
+        # may repeat one value endlessly: the records' lengths bound the zips.
+        names = (map(getter, records) for getter in self._name_getters)
+        keys = zip(self._hours(records), *names, strict=False)
+        values = map(self._value_of, records) if self._value_of else repeat(None)
+        totals = self._totals
+        get = totals.get
+        for key, size, value in zip(keys, window.sizes, values, strict=False):
             try:
-                totals = usage.get(key)
+                entry = get(key)
             except TypeError:  # a list or object where a name was expected: use its text
-                computer = key_text(computer)
-                key = (hour, computer)
-                totals = usage.get(key)
-            if totals is None:
-                totals = usage[key] = [0, 0]
-            totals[0] += 1
-            totals[1] += len(dumps(record))
-            if detail is not None:
-                detail(record, hour, computer)
+                key = _hashable(key)
+                entry = get(key)
+            if entry is None:
+                entry = totals[key] = [0, 0, 0, 0.0, math.inf, -math.inf]
+            entry[0] += 1
+            entry[1] += size
+            if value.__class__ is not float:  # JSON floats are finite; anything else is converted
+                if value is None:
+                    continue
+                value = _counter_value(value)
+                if value is None:
+                    continue  # counted for volume; a sample without a number has no statistics
+            entry[2] += 1
+            entry[3] += value
+            if value < entry[4]:
+                entry[4] = value
+            if value > entry[5]:
+                entry[5] = value
 
-    def _add_perf(self, record: Mapping[str, Any], hour: datetime, computer: Any) -> None:
-        value = record.get("CounterValue")
-        if type(value) is not float and type(value) is not int:
-            value = _counter_value(value)
-            if value is None:
-                return  # counted for volume; a sample without a number has no statistics
-        elif not math.isfinite(value):
-            return
-        counter = _hashable(
-            (hour, computer, record.get("ObjectName"), record.get("CounterName"), record.get("InstanceName"))
-        )
-        stats = self._perf.get(counter)
-        if stats is None:
-            self._perf[counter] = [1, value, value, value]
-            return
-        stats[0] += 1
-        stats[1] += value
-        if value < stats[2]:
-            stats[2] = value
-        elif value > stats[3]:
-            stats[3] = value
-
-    def _add_event(self, record: Mapping[str, Any], hour: datetime, computer: Any) -> None:
-        event_id = _event_id(record.get("EventID"))
-        if event_id is None:
-            return
-        level = record.get("EventLevelName", record.get("Level", record.get("EventLevel")))
-        key = _hashable((hour, computer, event_id, level))
-        self._events[key] = self._events.get(key, 0) + 1
-
-    def _add_syslog(self, record: Mapping[str, Any], hour: datetime, computer: Any) -> None:
-        key = _hashable((hour, computer, record.get("Facility"), record.get("SeverityLevel")))
-        self._syslog[key] = self._syslog.get(key, 0) + 1
+    def _hours(self, records: list[Any]) -> Iterable[datetime]:
+        if self._time is None:
+            return repeat(self._received_hour)
+        times = list(map(self._time, records))
+        try:
+            unseen = set(times).difference(self._hour_of)
+        except TypeError:  # a list or object as the time: not a time
+            times = [time if type(time) is str else None for time in times]
+            unseen = set(times).difference(self._hour_of)
+        if len(self._hour_of) + len(unseen) > _CACHE_LIMIT:  # keep memory bounded by one window
+            self._hour_of = {None: self._received_hour}
+            unseen = set(times).difference(self._hour_of)
+        for time in unseen:  # times repeat (a batch spans seconds): each is parsed once
+            moment = time_generated(time, received_at=self._received_at)
+            self._hour_of[time] = moment.replace(minute=0, second=0, microsecond=0)
+        return map(self._hour_of.__getitem__, times)
 
     def result(self) -> Aggregates:
-        log_type = self._log_type
         usage: dict[tuple[Any, ...], list[int]] = {}
-        for raw, (records, size) in self._usage.items():
-            totals = usage.setdefault(_portable(raw), [0, 0])
-            totals[0] += records
-            totals[1] += size
         perf: dict[tuple[Any, ...], list[float]] = {}
-        for raw, (samples, total, minimum, maximum) in self._perf.items():
-            stats = perf.setdefault(_portable(raw), [0, 0.0, minimum, maximum])
-            stats[0] += samples
-            stats[1] += total
-            stats[2] = min(stats[2], minimum)
-            stats[3] = max(stats[3], maximum)
+        events: dict[tuple[Any, ...], int] = {}
+        syslog: dict[tuple[Any, ...], int] = {}
+        kind = self._kind
+        for (hour, *parts), (records, size, samples, total, minimum, maximum) in self._totals.items():
+            computer = key_text(parts[0])
+            volume = usage.setdefault((hour, computer), [0, 0])
+            volume[0] += records
+            volume[1] += size
+            if kind is RecordKind.PERF and samples:
+                counter = (hour, computer, *map(key_text, parts[1:]))
+                stats = perf.setdefault(counter, [0, 0.0, minimum, maximum])
+                stats[0] += samples
+                stats[1] += total
+                stats[2] = min(stats[2], minimum)
+                stats[3] = max(stats[3], maximum)
+            elif kind is RecordKind.EVENT:
+                event_id = _event_id(parts[1])
+                if event_id is not None:
+                    level = next((part for part in parts[2:] if part is not None), None)
+                    event = (hour, computer, event_id, key_text(level))
+                    events[event] = events.get(event, 0) + records
+            elif kind is RecordKind.SYSLOG:
+                message = (hour, computer, key_text(parts[1]), key_text(parts[2]))
+                syslog[message] = syslog.get(message, 0) + records
+        log_type = self._log_type
         return Aggregates(
             usage=[UsageRow(h, log_type, c, n, b) for (h, c), (n, b) in sorted(usage.items())],
             perf=[
-                PerfRow(h, c, o, k, i, int(s[0]), s[1], s[2], s[3])
+                PerfRow(h, c, o, k, i, int(s[0]), float(s[1]), float(s[2]), float(s[3]))
                 for (h, c, o, k, i), s in sorted(perf.items())
             ],
-            events=[
-                EventRow(h, log_type, c, e, lv, n)
-                for (h, c, e, lv), n in sorted(_summed(self._events, kept=(0, 2)).items())
-            ],
-            syslog=[SyslogRow(h, c, f, sv, n) for (h, c, f, sv), n in sorted(_summed(self._syslog).items())],
+            events=[EventRow(h, log_type, c, e, lv, n) for (h, c, e, lv), n in sorted(events.items())],
+            syslog=[SyslogRow(h, c, f, sv, n) for (h, c, f, sv), n in sorted(syslog.items())],
         )
 
 
 def _hashable(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The key as spelled, or with its unhashable parts (lists, objects) replaced by their text."""
-    try:
-        hash(key)
-    except TypeError:
-        return tuple(
-            part if isinstance(part, str | int | float | datetime | None) else key_text(part) for part in key
-        )
-    return key
-
-
-def _portable(raw: tuple[Any, ...], *, kept: tuple[int, ...] = (0,)) -> tuple[Any, ...]:
-    """The parts at `kept` (the hour, an event id) stay; every name becomes its portable key text."""
-    return tuple(part if index in kept else key_text(part) for index, part in enumerate(raw))
-
-
-def _summed(
-    counts: dict[tuple[Any, ...], int], *, kept: tuple[int, ...] = (0,)
-) -> dict[tuple[Any, ...], int]:
-    merged: dict[tuple[Any, ...], int] = {}
-    for raw, count in counts.items():
-        key = _portable(raw, kept=kept)
-        merged[key] = merged.get(key, 0) + count
-    return merged
+    """The key as spelled, with its unhashable parts (lists, objects) replaced by their text."""
+    return tuple(
+        part if isinstance(part, str | int | float | datetime | None) else key_text(part) for part in key
+    )

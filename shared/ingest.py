@@ -104,7 +104,7 @@ class RawWriter:
         received_at: datetime,
         metadata: Mapping[str, str],
     ) -> Accepted:
-        sha256 = hashlib.sha256(body.json_bytes).hexdigest()
+        sha256 = hashlib.sha256(body.stored_gzip).hexdigest()  # what is stored: processing checks it
         blob_metadata = {
             **metadata,
             "workspace_id": workspace_id,

@@ -2,7 +2,7 @@
 the ledger row for the blob is written in the same transaction as the aggregate upserts.
 
 A blob that can never be processed (a poison blob: corrupt or truncated gzip, not JSON, elements that
-are not objects, inflating past the limit, content not matching its sha256, metadata missing or not
+are not objects, inflating past the limit, stored bytes not matching their sha256, metadata missing or not
 this workspace's) is moved to `quarantine/{name}` in its own container with the reason in its
 metadata, audited, and acknowledged (Outcome.QUARANTINED), so Event Grid does not redeliver it for a
 day. A transient failure (storage or database unavailable) is raised, so Event Grid redelivers.
@@ -12,6 +12,7 @@ still in `raw/`, which the redelivery moves (and audits again); never a move wit
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Mapping
@@ -112,19 +113,22 @@ def _read(
     expected_sha256 = blob.metadata.get("sha256")
     if expected_sha256 is None or not _SHA256.fullmatch(expected_sha256):
         raise CorruptBlob("The blob's metadata carries no valid sha256.")
-    stream = RecordStream(blob.data, max_bytes=MAX_BODY_BYTES)
+    sha256 = hashlib.sha256(blob.data).hexdigest()  # of the stored gzip bytes, before they are read
+    if sha256 != expected_sha256:
+        raise CorruptBlob(f"The blob's sha256 {sha256} is not the {expected_sha256} of its metadata.")
     aggregator = HourlyAggregator(
         log_type=name.log_type,
         time_field=blob.metadata.get("time_generated_field"),
         received_at=_received_at(blob.metadata, default=name.hour),
     )
-    for records in stream:
-        aggregator.add(records)
+    stream = RecordStream(blob.data, record_type=aggregator.record_type, max_bytes=MAX_BODY_BYTES)
+    for window in stream:
+        aggregator.add(window)
     entry = LedgerEntry(
         workspace_id=workspace_id,
         blob_name=blob_name,
         etag=blob.etag,
-        sha256=stream.finish(expected_sha256),  # before anything is committed
+        sha256=sha256,
         record_count=stream.records,
     )
     return entry, aggregator.result()

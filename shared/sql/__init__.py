@@ -34,7 +34,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -107,14 +107,19 @@ def _hour_value(value: Any) -> datetime:
 
 
 def _rows_json(rows: Sequence[Any]) -> str:
-    """Aggregate rows as the JSON array the upsert statements read, keyed by the rows' field names."""
-    names = [field.name for field in fields(rows[0])]
-    documents = []
-    for row in rows:
-        document = {name: getattr(row, name) for name in names}
-        document["hour"] = _hour_text(row.hour)
-        documents.append(document)
-    return orjson.dumps(documents).decode("utf-8")
+    """Aggregate rows (dataclasses) as the JSON array the upsert statements read, keyed by the rows'
+    field names, the hour as HOUR_FORMAT text (formatted once per distinct hour)."""
+    hour_texts: dict[datetime, str] = {}
+
+    def hour_text(value: Any) -> str:
+        if not isinstance(value, datetime):
+            raise TypeError(f"{type(value).__name__} is not an aggregate row's value")
+        text = hour_texts.get(value)
+        if text is None:
+            text = hour_texts[value] = _hour_text(value)
+        return text
+
+    return orjson.dumps(rows, default=hour_text, option=orjson.OPT_PASSTHROUGH_DATETIME).decode("utf-8")
 
 
 @runtime_checkable

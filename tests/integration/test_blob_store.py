@@ -47,18 +47,20 @@ def workspace_id(store: BlobRawStore, service: BlobServiceClient) -> Iterator[st
     service.delete_container(f"ws-{workspace}")
 
 
-def metadata_for(workspace_id: str, body: bytes) -> dict[str, str]:
+def metadata_for(workspace_id: str, data: bytes) -> dict[str, str]:
+    """Ingest's metadata for the stored bytes `data`."""
     return {
         "workspace_id": workspace_id,
         "log_type": "Test_CL",
         "record_count": "1",
-        "sha256": hashlib.sha256(body).hexdigest(),
+        "sha256": hashlib.sha256(data).hexdigest(),
         "received_at": datetime.now(UTC).isoformat(),
     }
 
 
 def put(store: BlobRawStore, workspace_id: str, name: str, body: bytes = b'{"a":1}') -> None:
-    store.put_raw(workspace_id, name, gz(body), metadata=metadata_for(workspace_id, body))
+    data = gz(body)
+    store.put_raw(workspace_id, name, data, metadata=metadata_for(workspace_id, data))
 
 
 # -- put / get -----------------------------------------------------------------------------------------
@@ -69,7 +71,7 @@ def test_given_a_raw_blob_when_put_and_read_back_then_bytes_metadata_and_etag_ro
 ) -> None:
     body = b'[{"Computer":"web-1","v":1},{"Computer":"web-2","v":2}]'
     data = gz(body)
-    metadata = metadata_for(workspace_id, body)
+    metadata = metadata_for(workspace_id, data)
     name = raw_name(DAY, hour=13)
 
     store.put_raw(workspace_id, name, data, metadata=metadata)

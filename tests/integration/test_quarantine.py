@@ -29,13 +29,15 @@ from tests.support.storage import raw_name
 pytestmark = pytest.mark.integration
 
 GOOD = orjson.dumps([{"Computer": "web-1", "Message": "hello"}, {"Computer": "db-1", "Message": "hi"}])
+GOOD_GZIP = gzip.compress(GOOD)
 RAW_SETTINGS = ContentSettings(content_type="application/json", content_encoding="gzip")
 
 
-def metadata_for(workspace_id: str, body: bytes, /, **changes: str | None) -> dict[str, str]:
+def metadata_for(workspace_id: str, data: bytes, /, **changes: str | None) -> dict[str, str]:
+    """Ingest's metadata for the stored bytes `data`, with `changes` (None drops a key)."""
     metadata: dict[str, str | None] = {
         "workspace_id": workspace_id,
-        "sha256": hashlib.sha256(body).hexdigest(),
+        "sha256": hashlib.sha256(data).hexdigest(),
         "log_type": "Test_CL",
         "record_count": "2",
         "received_at": datetime.now(UTC).isoformat(),
@@ -52,24 +54,23 @@ def bomb() -> bytes:
 @dataclass(frozen=True)
 class Poison:
     data: bytes
-    body: bytes  # what its sha256 metadata is computed from
     reason: str
     changes: dict[str, str | None]
 
 
-def poison(data: bytes, body: bytes, reason: str, **changes: str | None) -> Poison:
-    return Poison(data=data, body=body, reason=reason, changes=changes)
+def poison(data: bytes, reason: str, **changes: str | None) -> Poison:
+    return Poison(data=data, reason=reason, changes=changes)
 
 
 POISON: dict[str, Any] = {
-    "corrupt gzip": lambda: poison(b"\x1f\x8b\x08\x00garbage", GOOD, "InvalidDataFormat"),
-    "truncated gzip": lambda: poison(gzip.compress(GOOD)[:-12], GOOD, "InvalidDataFormat"),
-    "invalid JSON": lambda: poison(gzip.compress(b'[{"a": 1},'), b'[{"a": 1},', "InvalidDataFormat"),
-    "non-object elements": lambda: poison(gzip.compress(b"[1, 2]"), b"[1, 2]", "InvalidDataFormat"),
-    "sha256 mismatch": lambda: poison(gzip.compress(GOOD), GOOD, "CorruptBlob", sha256="0" * 64),
-    "inflates past the limit": lambda: poison(bomb(), b"", "RequestEntityTooLarge"),
+    "corrupt gzip": lambda: poison(b"\x1f\x8b\x08\x00garbage", "InvalidDataFormat"),
+    "truncated gzip": lambda: poison(GOOD_GZIP[:-12], "InvalidDataFormat"),
+    "invalid JSON": lambda: poison(gzip.compress(b'[{"a": 1},'), "InvalidDataFormat"),
+    "non-object elements": lambda: poison(gzip.compress(b"[1, 2]"), "InvalidDataFormat"),
+    "sha256 mismatch": lambda: poison(GOOD_GZIP, "CorruptBlob", sha256="0" * 64),
+    "inflates past the limit": lambda: poison(bomb(), "RequestEntityTooLarge"),
     "metadata missing": lambda: poison(
-        gzip.compress(GOOD), GOOD, "CorruptBlob", workspace_id=None, sha256=None, record_count=None
+        GOOD_GZIP, "CorruptBlob", workspace_id=None, sha256=None, record_count=None
     ),
 }
 
@@ -105,7 +106,7 @@ def test_given_a_poison_blob_when_its_event_is_delivered_then_it_is_moved_to_qua
     runtime = sqlite_runtime
     case: Poison = POISON[kind]()
     name = raw_name(date(2024, 1, 1))
-    metadata = metadata_for(runtime.workspace_id, case.body, **case.changes)
+    metadata = metadata_for(runtime.workspace_id, case.data, **case.changes)
     upload(runtime, name, case.data, metadata)
     container = f"ws-{runtime.workspace_id}"
 
@@ -145,8 +146,8 @@ def test_given_a_poison_blob_beside_a_good_one_when_both_delivered_then_only_the
 ) -> None:
     container = f"ws-{runtime.workspace_id}"
     good, bad = raw_name(date(2024, 1, 1)), raw_name(date(2024, 1, 1))
-    upload(runtime, good, gzip.compress(GOOD), metadata_for(runtime.workspace_id, GOOD))
-    upload(runtime, bad, gzip.compress(GOOD), metadata_for(runtime.workspace_id, GOOD, sha256="0" * 64))
+    upload(runtime, good, GOOD_GZIP, metadata_for(runtime.workspace_id, GOOD_GZIP))
+    upload(runtime, bad, GOOD_GZIP, metadata_for(runtime.workspace_id, GOOD_GZIP, sha256="0" * 64))
 
     for name in (good, bad, good, bad):
         process_blob.main(blob_created_event(container, name))

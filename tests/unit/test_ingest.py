@@ -105,7 +105,7 @@ def test_given_valid_post_when_ingesting_then_blob_holds_body_gzip_with_metadata
         "workspace_id": stack.workspace_id,
         "log_type": "MyApp",
         "record_count": "2",
-        "sha256": hashlib.sha256(body).hexdigest(),
+        "sha256": hashlib.sha256(blob.data).hexdigest(),  # of the stored gzip bytes, not of the JSON
         "content_bytes": str(len(body)),
         "received_at": NOW.isoformat(),
     }
@@ -117,12 +117,14 @@ def test_given_secondary_key_when_ingesting_then_accepted(stack: Stack) -> None:
     assert len(stack.store.names(stack.workspace_id)) == 1
 
 
-def test_given_gzip_body_when_ingesting_then_stored_as_sent(stack: Stack) -> None:
+def test_given_gzip_body_when_ingesting_then_stored_as_sent_with_its_sha256(stack: Stack) -> None:
     compressed = gzip.compress(orjson.dumps(RECORDS))
 
     accepted = stack.ingest.ingest(stack.request(compressed, content_encoding="gzip"))
 
-    assert stack.store.get_raw(stack.workspace_id, accepted.blob_name).data == compressed
+    blob = stack.store.get_raw(stack.workspace_id, accepted.blob_name)
+    assert blob.data == compressed
+    assert blob.metadata["sha256"] == accepted.sha256 == hashlib.sha256(compressed).hexdigest()
 
 
 def test_given_single_object_when_ingesting_then_one_record(stack: Stack) -> None:

@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from shared.aggregate import HourlyAggregator, UsageRow
+from shared.aggregate import UsageRow
 from shared.audit import AuditLog
 from shared.processing import AggregateSink, BlobCreated, Outcome, parse_blob_created, process_blob_created
 from shared.rawstore import RawStore, quarantine_name
+from tests.support.aggregates import aggregate
 from tests.unit.fakes import MemoryAuditStore, MemoryRawStore, MemorySink
 
 WS = "0c6d2a44-2a3f-4f3e-9c7e-1a2b3c4d5e6f"
@@ -23,16 +24,14 @@ RECORDS = [{"Computer": "a", "m": 1}, {"Computer": "b", "m": 22}, {"Computer": "
 
 
 def volume(records: list[dict[str, object]], *, hour: datetime, log_type: str) -> list[UsageRow]:
-    aggregator = HourlyAggregator(log_type=log_type, time_field=None, received_at=hour)
-    aggregator.add(records)
-    return aggregator.result().usage
+    return aggregate(records, log_type=log_type, received_at=hour).usage
 
 
 def store_with(records: object, *, workspace: str = WS, metadata_workspace: str = WS) -> MemoryRawStore:
-    body = orjson.dumps(records)
+    stored = gzip.compress(orjson.dumps(records))
     store = MemoryRawStore()
-    metadata = {"workspace_id": metadata_workspace, "sha256": hashlib.sha256(body).hexdigest()}
-    store.put_raw(workspace, NAME, gzip.compress(body), metadata=metadata)
+    metadata = {"workspace_id": metadata_workspace, "sha256": hashlib.sha256(stored).hexdigest()}
+    store.put_raw(workspace, NAME, stored, metadata=metadata)
     return store
 
 

@@ -37,16 +37,14 @@ OTHER_WS = "99999999-2a3f-4f3e-9c7e-1a2b3c4d5e6f"
 NAME = "raw/2026/11/22/13/Syslog/" + "b" * 32 + ".json.gz"
 NOW = datetime(2026, 11, 22, 13, 5, tzinfo=UTC)
 GOOD = orjson.dumps([{"Computer": "a", "m": 1}, {"Computer": "b", "m": 2}])
+GOOD_GZIP = gzip.compress(GOOD)
 
 
-def sha(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
-def metadata_for(body: bytes, **changes: str | None) -> dict[str, str]:
+def metadata_for(data: bytes, **changes: str | None) -> dict[str, str]:
+    """Ingest's metadata for the stored bytes `data`, with `changes` (None drops a key)."""
     metadata: dict[str, str | None] = {
         "workspace_id": WS,
-        "sha256": sha(body),
+        "sha256": hashlib.sha256(data).hexdigest(),
         "log_type": "Syslog",
         "record_count": "2",
     }
@@ -54,29 +52,29 @@ def metadata_for(body: bytes, **changes: str | None) -> dict[str, str]:
     return {k: v for k, v in metadata.items() if v is not None}
 
 
+def poison(data: bytes, reason: str, **changes: str | None) -> tuple[bytes, dict[str, str], str]:
+    return data, metadata_for(data, **changes), reason
+
+
 def bomb() -> bytes:
     return gzip.compress(b"[" + b" " * (31 * 1024 * 1024) + b"]", compresslevel=9)
 
 
-# name -> (stored gzip bytes, metadata, expected reason code)
+# name -> (stored bytes, metadata, expected reason code)
 POISON: dict[str, tuple[bytes, dict[str, str], str]] = {
-    "corrupt gzip": (b"\x1f\x8b\x08\x00garbage", metadata_for(GOOD), "InvalidDataFormat"),
-    "truncated gzip": (gzip.compress(GOOD)[:-12], metadata_for(GOOD), "InvalidDataFormat"),
-    "not gzip at all": (GOOD, metadata_for(GOOD), "InvalidDataFormat"),
-    "invalid JSON": (gzip.compress(b'[{"a": 1},'), metadata_for(b'[{"a": 1},'), "InvalidDataFormat"),
-    "array of numbers": (gzip.compress(b"[1, 2, 3]"), metadata_for(b"[1, 2, 3]"), "InvalidDataFormat"),
-    "object and string": (
-        gzip.compress(b'[{"a": 1}, "b"]'),
-        metadata_for(b'[{"a": 1}, "b"]'),
-        "InvalidDataFormat",
-    ),
-    "JSON string": (gzip.compress(b'"text"'), metadata_for(b'"text"'), "InvalidDataFormat"),
-    "sha256 mismatch": (gzip.compress(GOOD), metadata_for(GOOD, sha256="0" * 64), "CorruptBlob"),
-    "no sha256": (gzip.compress(GOOD), metadata_for(GOOD, sha256=None), "CorruptBlob"),
-    "sha256 not hex": (gzip.compress(GOOD), metadata_for(GOOD, sha256="not-a-digest"), "CorruptBlob"),
-    "no workspace_id": (gzip.compress(GOOD), metadata_for(GOOD, workspace_id=None), "CorruptBlob"),
-    "another workspace's id": (gzip.compress(GOOD), metadata_for(GOOD, workspace_id=OTHER_WS), "CorruptBlob"),
-    "no metadata": (gzip.compress(GOOD), {}, "CorruptBlob"),
+    "corrupt gzip": poison(b"\x1f\x8b\x08\x00garbage", "InvalidDataFormat"),
+    "truncated gzip": poison(GOOD_GZIP[:-12], "InvalidDataFormat"),
+    "not gzip at all": poison(GOOD, "InvalidDataFormat"),
+    "invalid JSON": poison(gzip.compress(b'[{"a": 1},'), "InvalidDataFormat"),
+    "array of numbers": poison(gzip.compress(b"[1, 2, 3]"), "InvalidDataFormat"),
+    "object and string": poison(gzip.compress(b'[{"a": 1}, "b"]'), "InvalidDataFormat"),
+    "JSON string": poison(gzip.compress(b'"text"'), "InvalidDataFormat"),
+    "sha256 mismatch": poison(GOOD_GZIP, "CorruptBlob", sha256="0" * 64),
+    "no sha256": poison(GOOD_GZIP, "CorruptBlob", sha256=None),
+    "sha256 not hex": poison(GOOD_GZIP, "CorruptBlob", sha256="not-a-digest"),
+    "no workspace_id": poison(GOOD_GZIP, "CorruptBlob", workspace_id=None),
+    "another workspace's id": poison(GOOD_GZIP, "CorruptBlob", workspace_id=OTHER_WS),
+    "no metadata": (GOOD_GZIP, {}, "CorruptBlob"),
 }
 
 
@@ -148,7 +146,8 @@ def test_given_a_poison_blob_when_delivered_then_moved_to_quarantine_with_its_re
 
 def test_given_a_blob_inflating_past_the_limit_when_delivered_then_quarantined_as_too_large() -> None:
     harness = Harness()
-    harness.put(bomb(), metadata_for(b""))
+    data = bomb()
+    harness.put(data, metadata_for(data))
 
     assert harness.deliver() is Outcome.QUARANTINED
 
@@ -182,7 +181,7 @@ def test_given_the_quarantine_copy_s_own_blob_created_event_when_delivered_then_
 def test_given_the_database_unavailable_once_when_delivered_then_raised_and_redelivery_counts_once() -> None:
     sink = FlakySink()
     harness = Harness(sink=sink)
-    harness.put(gzip.compress(GOOD), metadata_for(GOOD))
+    harness.put(GOOD_GZIP, metadata_for(GOOD_GZIP))
 
     with pytest.raises(DatabaseUnavailable):
         harness.deliver()
@@ -201,7 +200,7 @@ def test_given_the_database_unavailable_once_when_delivered_then_raised_and_rede
 def test_given_a_database_refusal_when_delivered_then_raised_and_the_blob_stays_in_raw() -> None:
     # Not the blob's fault: the event pipeline retries, then dead-letters; the blob is not moved.
     harness = Harness(sink=FlakySink(error=DatabaseError("value too long")))
-    harness.put(gzip.compress(GOOD), metadata_for(GOOD))
+    harness.put(GOOD_GZIP, metadata_for(GOOD_GZIP))
 
     with pytest.raises(DatabaseError):
         harness.deliver()

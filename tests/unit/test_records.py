@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.aggregate import EventRow, HourlyAggregator, PerfRow, SyslogRow
+from shared.aggregate import EventRow, PerfRow, SyslogRow
 from shared.records import RecordKind, kind_of, time_generated
+from tests.support.aggregates import aggregate
 
 RECEIVED = datetime(2026, 11, 22, 13, 37, tzinfo=UTC)
 
@@ -41,14 +42,22 @@ def test_given_a_log_type_then_its_kind(log_type: str, kind: RecordKind) -> None
     ],
 )
 def test_given_a_time_field_value_then_azure_rule_applies(value: object, expected: datetime) -> None:
-    assert time_generated({"When": value}, field="When", received_at=RECEIVED) == expected
+    assert time_generated(value, received_at=RECEIVED) == expected
 
 
-def test_given_no_time_field_header_then_ingestion_time() -> None:
-    assert (
-        time_generated({"TimeGenerated": "2026-11-22T10:00:00Z"}, field=None, received_at=RECEIVED)
-        == RECEIVED
+def test_given_no_time_field_header_then_ingestion_hour() -> None:
+    result = aggregate([{"TimeGenerated": "2026-11-22T10:00:00Z"}], log_type="MyApp_CL", received_at=RECEIVED)
+    assert [row.hour for row in result.usage] == [hour(13)]
+
+
+def test_given_a_time_field_then_each_record_counts_in_its_own_hour() -> None:
+    result = aggregate(
+        [{"When": "2026-11-22T10:59:59Z"}, {"When": "2026-11-22T11:00:00Z"}, {"When": ["no"]}, {}],
+        log_type="MyApp_CL",
+        time_field="When",
+        received_at=RECEIVED,
     )
+    assert [(row.hour, row.records) for row in result.usage] == [(hour(10), 1), (hour(11), 1), (hour(13), 2)]
 
 
 def hour(h: int) -> datetime:
@@ -56,80 +65,82 @@ def hour(h: int) -> datetime:
 
 
 def test_given_perf_records_then_statistics_per_counter_and_hour() -> None:
-    aggregator = HourlyAggregator(log_type="Perf", time_field="TimeGenerated", received_at=RECEIVED)
     cpu = {
         "Computer": "web-1",
         "ObjectName": "Processor",
         "CounterName": "% Processor Time",
         "InstanceName": "_Total",
     }
-    aggregator.add(
+
+    result = aggregate(
         [
             {**cpu, "CounterValue": 10, "TimeGenerated": "2026-11-22T12:05:00Z"},
             {**cpu, "CounterValue": 30.5, "TimeGenerated": "2026-11-22T12:55:00Z"},
             {**cpu, "CounterValue": "2", "TimeGenerated": "2026-11-22T13:01:00Z"},
             {**cpu, "CounterValue": "n/a", "TimeGenerated": "2026-11-22T13:02:00Z"},  # volume only
-            {**cpu, "CounterValue": float("nan")},  # volume only, ingestion hour
-        ]
+            {**cpu, "CounterValue": "NaN"},  # not finite: volume only, ingestion hour
+            {**cpu, "CounterValue": True, "TimeGenerated": "2026-11-22T13:03:00Z"},  # volume only
+        ],
+        log_type="Perf",
+        time_field="TimeGenerated",
+        received_at=RECEIVED,
     )
-
-    result = aggregator.result()
 
     assert result.perf == [
         PerfRow(hour(12), "web-1", "Processor", "% Processor Time", "_Total", 2, 40.5, 10, 30.5),
         PerfRow(hour(13), "web-1", "Processor", "% Processor Time", "_Total", 1, 2.0, 2.0, 2.0),
     ]
-    assert [(r.hour, r.records) for r in result.usage] == [(hour(12), 2), (hour(13), 3)]
+    assert [(r.hour, r.records) for r in result.usage] == [(hour(12), 2), (hour(13), 4)]
 
 
 def test_given_event_records_then_counts_per_event_id_and_level() -> None:
-    aggregator = HourlyAggregator(log_type="SecurityEvent", time_field=None, received_at=RECEIVED)
-    aggregator.add(
+    result = aggregate(
         [
             {"Computer": "dc-1", "EventID": 4625, "Level": "8"},
             {"Computer": "dc-1", "EventID": "4625", "Level": "8"},
             {"Computer": "dc-1", "EventID": 4624, "EventLevelName": "Information", "Account": "x\\y"},
             {"Computer": "dc-1", "EventID": "not a number"},  # volume only
-        ]
+        ],
+        log_type="SecurityEvent",
+        received_at=RECEIVED,
     )
 
-    assert aggregator.result().events == [
+    assert result.events == [
         EventRow(hour(13), "SecurityEvent", "dc-1", 4624, "Information", 1),
         EventRow(hour(13), "SecurityEvent", "dc-1", 4625, "8", 2),
     ]
 
 
 def test_given_syslog_records_then_counts_per_facility_and_severity() -> None:
-    aggregator = HourlyAggregator(
-        log_type="Syslog", time_field=None, received_at=RECEIVED - timedelta(hours=1)
-    )
-    aggregator.add(
+    result = aggregate(
         [
             {"Computer": "lx-1", "Facility": "auth", "SeverityLevel": "err"},
             {"Computer": "lx-1", "Facility": "auth", "SeverityLevel": "err"},
             {"Computer": "lx-1", "Facility": "daemon", "SeverityLevel": "info"},
-        ]
+        ],
+        log_type="Syslog",
+        received_at=RECEIVED - timedelta(hours=1),
     )
 
-    assert aggregator.result().syslog == [
+    assert result.syslog == [
         SyslogRow(hour(12), "lx-1", "auth", "err", 2),
         SyslogRow(hour(12), "lx-1", "daemon", "info", 1),
     ]
 
 
 def test_given_names_that_become_the_same_key_when_aggregating_then_their_rows_merge() -> None:
-    aggregator = HourlyAggregator(log_type="Perf", time_field=None, received_at=RECEIVED)
     counter = {"ObjectName": "Memory", "CounterName": "Available MBytes", "InstanceName": None}
-    aggregator.add(
+
+    result = aggregate(
         [
             {**counter, "Computer": "web-1", "CounterValue": 5},
             {**counter, "Computer": "web-1  ", "CounterValue": 1},  # trailing blanks: the same key in SQL
             {**counter, "Computer": "web\u00001", "CounterValue": 9},  # NUL dropped: "web1", another key
             {**counter, "Computer": ["web-1"], "CounterValue": 2},  # unhashable: its text
-        ]
+        ],
+        log_type="Perf",
+        received_at=RECEIVED,
     )
-
-    result = aggregator.result()
 
     assert [(r.computer, r.samples, r.total, r.minimum, r.maximum) for r in result.perf] == [
         ("['web-1']", 1, 2.0, 2, 2),
