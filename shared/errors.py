@@ -17,8 +17,11 @@
     │   │   └── OperationFailed            403 Logs Ingestion: principal not granted on the DCR (or no
     │   │                                      such DCR), or the stream is not the DCR's
     │   ├── InactiveCustomer               403 workspace exists but is disabled
-    │   └── PayloadTooLarge                413
-    │       └── ContentLengthLimitExceeded Logs Ingestion: over 1 MB, as sent or decompressed
+    │   ├── PayloadTooLarge                413
+    │   │   └── ContentLengthLimitExceeded Logs Ingestion: over 1 MB, as sent or decompressed
+    │   └── TooManyRequests                429 + Retry-After: over the plan's ingestion rate (and burst)
+    │       └── DailyCapExceeded           429 + Retry-After to the next UTC midnight: the day's cap is
+    │                                          reached; nothing was stored
     ├── ServiceUnavailable                 503 + Retry-After: a dependency is down, nothing was stored
     │   ├── StorageUnavailable
     │   ├── SecretStoreUnavailable
@@ -158,6 +161,23 @@ class ContentLengthLimitExceeded(PayloadTooLarge):
     code = "ContentLengthLimitExceeded"
 
 
+class TooManyRequests(RequestRejected):
+    """Refused for now, not for good: retrying after `retry_after_seconds` will be accepted."""
+
+    code = "TooManyRequests"
+    DEFAULT_RETRY_AFTER_SECONDS: ClassVar[int] = 1
+
+    def __init__(
+        self, message: str, *, retry_after_seconds: int | None = None, workspace_id: str | None = None
+    ) -> None:
+        super().__init__(message, workspace_id=workspace_id)
+        self.retry_after_seconds = max(1, retry_after_seconds or self.DEFAULT_RETRY_AFTER_SECONDS)
+
+
+class DailyCapExceeded(TooManyRequests):
+    code = "DailyCapExceeded"
+
+
 class ServiceUnavailable(SluiceError):
     """A dependency failed; nothing was acknowledged, the caller should retry after a while."""
 
@@ -251,6 +271,7 @@ HTTP_STATUS: dict[type[SluiceError], int] = {
     AuthorizationFailed: 403,
     InactiveCustomer: 403,
     PayloadTooLarge: 413,
+    TooManyRequests: 429,
     Conflict: 409,
     NotFound: 404,
     ServiceUnavailable: 503,

@@ -50,7 +50,7 @@ def _error(error: SluiceError, shape: Callable[[str, str], dict[str, object]]) -
         log.error("internal error %s: %s", error.code, error.message)
         code, message = INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE
     headers = {"x-ms-error-code": code}
-    if isinstance(error, ServiceUnavailable) and error.retry_after_seconds:
+    if error.retry_after_seconds:  # 503 and 429: when trying again will be worth it
         headers["Retry-After"] = str(error.retry_after_seconds)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"  # RFC 6750: a 401 names the scheme it wants
