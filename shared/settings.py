@@ -23,9 +23,12 @@ TRUST_CLIENT_CERT_SETTING = "SLUICE_TRUST_FORWARDED_CLIENT_CERT"
 TOKEN_ISSUER_SETTING = "SLUICE_TOKEN_ISSUER"  # noqa: S105 - a setting name, not a secret
 TOKEN_JWKS_SETTING = "SLUICE_TOKEN_JWKS_URI"  # noqa: S105 - a setting name, not a secret
 LOG_LEVEL_SETTING = "SLUICE_LOG_LEVEL"
+DELETE_GRACE_SETTING = "SLUICE_WORKSPACE_DELETE_GRACE_DAYS"
 APPINSIGHTS_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 
 DEFAULT_LOG_LEVEL = "INFO"
+# As Log Analytics' soft delete: a deleted workspace's data stays recoverable this long, then goes.
+DEFAULT_DELETE_GRACE_DAYS = 14
 # Key Vault's rule for secret names (the local store enforces the same), checked at start rather than
 # on the first connection, where a refusal would read as an unavailable database and be retried.
 _SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
@@ -99,6 +102,7 @@ class Settings:
     tokens: TokenSettings | None = None
     log_level: str = DEFAULT_LOG_LEVEL
     appinsights_connection_string: str | None = None
+    workspace_delete_grace_days: int = DEFAULT_DELETE_GRACE_DAYS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +120,7 @@ class Settings:
             tokens=_tokens(env),
             log_level=_log_level(env),
             appinsights_connection_string=env.get(APPINSIGHTS_SETTING) or None,
+            workspace_delete_grace_days=_days(env, DELETE_GRACE_SETTING, DEFAULT_DELETE_GRACE_DAYS),
         )
 
 
@@ -133,6 +138,15 @@ def _log_level(env: Mapping[str, str]) -> str:
             f"Setting {LOG_LEVEL_SETTING}={value!r}: expected DEBUG, INFO, WARNING or ERROR."
         )
     return value
+
+
+def _days(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ConfigurationError(f"Setting {name}={value!r}: expected a whole number of days.")
+    return int(value)
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
