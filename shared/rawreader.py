@@ -30,7 +30,7 @@ from shared.rawstore import inflate
 WINDOW_BYTES = 1024 * 1024
 INFLATE_PIECE_BYTES = 256 * 1024
 _CUT = b"},"
-_COMMA, _CLOSE, _OPEN = b",]["
+_COMMA, _CLOSE, _OPEN = b",]["  # byte values: what a bytearray item is
 _CUT_ATTEMPTS = 4
 _WHITESPACE = b" \t\r\n"
 _RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
