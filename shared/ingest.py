@@ -1,5 +1,6 @@
 """Ingest through the HTTP Data Collector API (`POST /api/logs?api-version=2016-04-01`): validate,
-authenticate, and commit the body gzip to the workspace's container before acknowledging."""
+authenticate, admit within the plan's limits, and commit the body gzip to the workspace's container
+before acknowledging."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from shared.workspaces import Workspace, WorkspaceState
 
 if TYPE_CHECKING:  # the certificate checks pull in PyJWT and cryptography: only AgentIngest needs them
     from shared.certauth import CertificateAuthenticator
+    from shared.limits import IngestLimits
 
 DATA_COLLECTOR_API_VERSION = "2016-04-01"
 JSON_CONTENT_TYPE = "application/json"
@@ -89,32 +91,41 @@ class CollectorHeaders:
     metadata: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One post, authenticated and validated, on its way to one raw blob."""
+
+    workspace: Workspace
+    log_type: str
+    body: ParsedBody
+    received_at: datetime
+    metadata: Mapping[str, str]
+
+
+class Writer(Protocol):
+    def write(self, batch: Batch) -> Accepted:
+        """Commits the batch as one raw blob; returns only once the blob is durable."""
+
+
 class RawWriter:
-    """Commits an accepted batch as one raw blob; returns only once the blob is durable."""
+    """The Writer onto the raw store."""
 
     def __init__(self, raw_store: RawStore) -> None:
         self._raw_store = raw_store
 
-    def write(
-        self,
-        *,
-        workspace_id: str,
-        log_type: str,
-        body: ParsedBody,
-        received_at: datetime,
-        metadata: Mapping[str, str],
-    ) -> Accepted:
+    def write(self, batch: Batch) -> Accepted:
+        workspace_id, log_type, body = batch.workspace.workspace_id, batch.log_type, batch.body
         sha256 = hashlib.sha256(body.stored_gzip).hexdigest()  # what is stored: processing checks it
         blob_metadata = {
-            **metadata,
+            **batch.metadata,
             "workspace_id": workspace_id,
             "log_type": log_type,
             "record_count": str(body.record_count),
             "sha256": sha256,
             "content_bytes": str(len(body.json_bytes)),
-            "received_at": received_at.isoformat(),
+            "received_at": batch.received_at.isoformat(),
         }
-        blob_name = str(RawBlobName.new(received_at, log_type))
+        blob_name = str(RawBlobName.new(batch.received_at, log_type))
         self._raw_store.put_raw(workspace_id, blob_name, body.stored_gzip, metadata=blob_metadata)
         workspace_log(log, workspace_id).info(
             "accepted %d records of %s as %s", body.record_count, log_type, blob_name
@@ -122,6 +133,22 @@ class RawWriter:
         return Accepted(
             workspace_id=workspace_id, blob_name=blob_name, record_count=body.record_count, sha256=sha256
         )
+
+
+class LimitedWriter:
+    """A Writer behind the workspace plan's ingestion rate and daily cap (shared.limits): a batch is
+    admitted, counting its JSON bytes decompressed, before it is written."""
+
+    def __init__(self, writer: Writer, limits: IngestLimits) -> None:
+        self._writer = writer
+        self._limits = limits
+
+    def write(self, batch: Batch) -> Accepted:
+        workspace = batch.workspace
+        with self._limits.admitted(
+            workspace.workspace_id, workspace.plan, size=len(batch.body.json_bytes), now=batch.received_at
+        ):
+            return self._writer.write(batch)
 
 
 def collector_headers(request: IngestRequest) -> CollectorHeaders:
@@ -144,7 +171,7 @@ def collector_headers(request: IngestRequest) -> CollectorHeaders:
 class DataCollectorIngest:
     """`POST /api/logs`: the HTTP Data Collector API with its SharedKey signature."""
 
-    def __init__(self, *, directory: Directory, writer: RawWriter, clock: Callable[[], datetime]) -> None:
+    def __init__(self, *, directory: Directory, writer: Writer, clock: Callable[[], datetime]) -> None:
         self._directory = directory
         self._writer = writer
         self._clock = clock
@@ -163,11 +190,13 @@ class DataCollectorIngest:
             x_ms_date=x_ms_date,
         )
         return self._writer.write(
-            workspace_id=workspace.workspace_id,
-            log_type=collected.log_type,
-            body=parse_body(request.body, content_encoding=request.headers.get("Content-Encoding")),
-            received_at=now,
-            metadata=collected.metadata,
+            Batch(
+                workspace=workspace,
+                log_type=collected.log_type,
+                body=parse_body(request.body, content_encoding=request.headers.get("Content-Encoding")),
+                received_at=now,
+                metadata=collected.metadata,
+            )
         )
 
     def _authenticate(
@@ -211,7 +240,7 @@ class AgentIngest:
         *,
         directory: Directory,
         certificates: CertificateAuthenticator,
-        writer: RawWriter,
+        writer: Writer,
         clock: Callable[[], datetime],
     ) -> None:
         self._directory = directory
@@ -235,11 +264,13 @@ class AgentIngest:
         except WorkspaceNotFound:
             raise AuthorizationFailed("The certificate is not registered to this workspace.") from None
         return self._writer.write(
-            workspace_id=workspace.workspace_id,
-            log_type=collected.log_type,
-            body=parse_body(request.body, content_encoding=request.headers.get("Content-Encoding")),
-            received_at=now,
-            metadata={**collected.metadata, "agent_id": agent.agent_id},
+            Batch(
+                workspace=workspace,
+                log_type=collected.log_type,
+                body=parse_body(request.body, content_encoding=request.headers.get("Content-Encoding")),
+                received_at=now,
+                metadata={**collected.metadata, "agent_id": agent.agent_id},
+            )
         )
 
 

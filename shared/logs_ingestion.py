@@ -5,8 +5,9 @@ blob is committed.
 
 Checks run cheapest first, and nothing unauthenticated costs more than a size check and a signature:
 api-version, size as sent (413), stream name (400), token (401), the rule and its grant (403), the
-workspace (403), then the body (400, 413 decompressed). An unknown rule id gets the same 403 as a rule
-the caller is not granted on, so a token holder cannot probe which rules exist."""
+workspace (403), the body (400, 413 decompressed), then the plan's ingestion rate and daily cap (429).
+An unknown rule id gets the same 403 as a rule the caller is not granted on, so a token holder cannot
+probe which rules exist."""
 
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ from shared.errors import (
 )
 from shared.ingest import (
     Accepted,
+    Batch,
     IngestRequest,
     ParsedBody,
-    RawWriter,
+    Writer,
     check_api_version,
     declared_length,
     parse_body,
@@ -65,7 +67,7 @@ class LogsIngest:
         tokens: TokenValidator | None,
         rules: Rules,
         workspaces: Workspaces,
-        writer: RawWriter,
+        writer: Writer,
         clock: Callable[[], datetime],
     ) -> None:
         self._tokens = tokens
@@ -90,11 +92,13 @@ class LogsIngest:
             )
         workspace = self._active_workspace(rule)
         return self._writer.write(
-            workspace_id=workspace.workspace_id,
-            log_type=log_type,
-            body=_parse_array(request),
-            received_at=now,
-            metadata={"dcr_id": rule.immutable_id, "stream": stream, "principal": principal},
+            Batch(
+                workspace=workspace,
+                log_type=log_type,
+                body=_parse_array(request),
+                received_at=now,
+                metadata={"dcr_id": rule.immutable_id, "stream": stream, "principal": principal},
+            )
         )
 
     def _authenticate(self, authorization: str | None) -> str:

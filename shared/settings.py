@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Literal
+from types import MappingProxyType
+from typing import Literal, TypeVar
 
 from shared.errors import ConfigurationError
+from shared.plans import PLAN_LIMITS, Plan, PlanLimits
+from shared.rawstore import MAX_BODY_BYTES
 
 STORAGE_SETTING = "SLUICE_STORAGE"
 SQL_DIALECT_SETTING = "SLUICE_SQL_DIALECT"
@@ -24,11 +28,22 @@ TOKEN_ISSUER_SETTING = "SLUICE_TOKEN_ISSUER"  # noqa: S105 - a setting name, not
 TOKEN_JWKS_SETTING = "SLUICE_TOKEN_JWKS_URI"  # noqa: S105 - a setting name, not a secret
 LOG_LEVEL_SETTING = "SLUICE_LOG_LEVEL"
 DELETE_GRACE_SETTING = "SLUICE_WORKSPACE_DELETE_GRACE_DAYS"
+PLANS_SETTING = "SLUICE_PLANS"
 APPINSIGHTS_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 
 DEFAULT_LOG_LEVEL = "INFO"
 # As Log Analytics' soft delete: a deleted workspace's data stays recoverable this long, then goes.
 DEFAULT_DELETE_GRACE_DAYS = 14
+# The least value of each PlanLimits field SLUICE_PLANS may set. A burst must hold one post of the
+# largest size ingest accepts, or such a post would be refused for good; a rate must refill; a window
+# of 0 days would delete data on the day it arrives. A cap of 0 stops ingestion, and null means no cap.
+PLAN_FIELD_MINIMUMS: dict[str, int] = {
+    "raw_retention_days": 1,
+    "daily_cap_bytes": 0,
+    "ingestion_rate_bytes_per_second": 1,
+    "ingestion_burst_bytes": MAX_BODY_BYTES,
+}
+NULLABLE_PLAN_FIELDS = frozenset({"daily_cap_bytes"})
 # Key Vault's rule for secret names (the local store enforces the same), checked at start rather than
 # on the first connection, where a refusal would read as an unavailable database and be retried.
 _SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
@@ -42,6 +57,9 @@ AZURITE_CONNECTION_STRING = (
     f"QueueEndpoint=http://127.0.0.1:10001/{AZURITE_ACCOUNT};"
     f"TableEndpoint=http://127.0.0.1:10002/{AZURITE_ACCOUNT};"
 )
+
+
+Choice = TypeVar("Choice", bound=StrEnum)
 
 
 class SqlDialect(StrEnum):
@@ -103,6 +121,7 @@ class Settings:
     log_level: str = DEFAULT_LOG_LEVEL
     appinsights_connection_string: str | None = None
     workspace_delete_grace_days: int = DEFAULT_DELETE_GRACE_DAYS
+    plans: Mapping[Plan, PlanLimits] = field(default_factory=lambda: MappingProxyType(PLAN_LIMITS))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -121,6 +140,7 @@ class Settings:
             log_level=_log_level(env),
             appinsights_connection_string=env.get(APPINSIGHTS_SETTING) or None,
             workspace_delete_grace_days=_days(env, DELETE_GRACE_SETTING, DEFAULT_DELETE_GRACE_DAYS),
+            plans=_plans(env),
         )
 
 
@@ -147,6 +167,45 @@ def _days(env: Mapping[str, str], name: str, default: int) -> int:
     if not value.isdigit():
         raise ConfigurationError(f"Setting {name}={value!r}: expected a whole number of days.")
     return int(value)
+
+
+def _plans(env: Mapping[str, str]) -> Mapping[Plan, PlanLimits]:
+    """shared.plans' limits, with SLUICE_PLANS' overrides: a JSON object of plan name to an object of
+    PlanLimits fields, e.g. `{"free": {"daily_cap_bytes": 1073741824}}`; fields not named keep theirs."""
+    value = env.get(PLANS_SETTING, "").strip()
+    if not value:
+        return MappingProxyType(PLAN_LIMITS)
+    try:
+        document = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(f"Setting {PLANS_SETTING} is not valid JSON: {error}.") from None
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"Setting {PLANS_SETTING} must be a JSON object of plan name to limits.")
+    plans = dict(PLAN_LIMITS)
+    for name, overrides in document.items():
+        plan = _one_of(Plan, name, where=f"{PLANS_SETTING} plan")
+        if not isinstance(overrides, dict):
+            raise ConfigurationError(f"Setting {PLANS_SETTING} {name}: expected a JSON object of limits.")
+        for limit, number in overrides.items():
+            _check_plan_limit(f"{name}.{limit}", limit, number)
+        plans[plan] = replace(plans[plan], **overrides)
+    return MappingProxyType(plans)
+
+
+def _check_plan_limit(where: str, limit: str, number: object) -> None:
+    if limit not in PLAN_FIELD_MINIMUMS:
+        allowed = ", ".join(f.name for f in fields(PlanLimits))
+        raise ConfigurationError(f"Setting {PLANS_SETTING}: unknown limit {where}; expected {allowed}.")
+    if number is None and limit in NULLABLE_PLAN_FIELDS:
+        return
+    minimum = PLAN_FIELD_MINIMUMS[limit]
+    # bool is an int to Python, not to an operator writing true.
+    if not isinstance(number, int) or isinstance(number, bool) or number < minimum:
+        nullable = " or null" if limit in NULLABLE_PLAN_FIELDS else ""
+        raise ConfigurationError(
+            f"Setting {PLANS_SETTING} {where}={json.dumps(number)}: expected a whole number of at least "
+            f"{minimum}{nullable}."
+        )
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
@@ -179,27 +238,23 @@ def _tokens(env: Mapping[str, str]) -> TokenSettings | None:
 
 
 def _dialect(env: Mapping[str, str]) -> SqlDialect:
-    value = _required(env, SQL_DIALECT_SETTING).lower()
+    return _one_of(SqlDialect, _required(env, SQL_DIALECT_SETTING).lower(), where=SQL_DIALECT_SETTING)
+
+
+def _one_of(kind: type[Choice], value: str, *, where: str) -> Choice:
+    """The member of `kind` named `value`; `where` names the setting (and the place in it) for the error."""
     try:
-        return SqlDialect(value)
+        return kind(value)
     except ValueError:
-        allowed = ", ".join(d.value for d in SqlDialect)
-        raise ConfigurationError(
-            f"Setting {SQL_DIALECT_SETTING}={value!r}: expected one of {allowed}."
-        ) from None
+        allowed = ", ".join(member.value for member in kind)
+        raise ConfigurationError(f"Setting {where}={value!r}: expected one of {allowed}.") from None
 
 
 def _sql_connection(env: Mapping[str, str], dialect: SqlDialect) -> tuple[SqlAuth, str, str | None]:
     """(how to sign in, the connection string, the name of the secret holding it): exactly one source
     of the connection string is set, so no one edits a setting the app does not read."""
     value = env.get(SQL_AUTH_SETTING, SqlAuth.CONNECTION_STRING.value).strip().lower()
-    try:
-        auth = SqlAuth(value)
-    except ValueError:
-        allowed = ", ".join(a.value for a in SqlAuth)
-        raise ConfigurationError(
-            f"Setting {SQL_AUTH_SETTING}={value!r}: expected one of {allowed}."
-        ) from None
+    auth = _one_of(SqlAuth, value, where=SQL_AUTH_SETTING)
     secret = env.get(SQL_CONNECTION_SECRET_SETTING, "").strip()
     if auth is SqlAuth.ENTRA and dialect is not SqlDialect.TSQL:
         # The token goes in SQL_COPT_SS_ACCESS_TOKEN, an attribute of Microsoft's ODBC driver only.
