@@ -21,6 +21,8 @@ from bench.ingest import DEFAULT_ITERATIONS, run_ingest_benchmark
 from bench.processing import DEFAULT_ITERATIONS as PROCESSING_ITERATIONS
 from bench.processing import processing_json, processing_lines, run_processing_benchmark
 from bench.report import as_json, cold_start_lines, ingest_lines
+from bench.retention import DEFAULT_RUNS as RETENTION_RUNS
+from bench.retention import retention_json, retention_lines, run_retention_benchmark
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,7 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"fresh processes per cold-start figure, the median is reported (default {DEFAULT_RUNS})",
     )
     parser.add_argument(
-        "--only", choices=("ingest", "auth", "processing", "cold-start"), help="run one benchmark only"
+        "--only",
+        choices=("ingest", "auth", "processing", "retention", "cold-start"),
+        help="run one benchmark only",
     )
     args = parser.parse_args(argv)
     if args.iterations < 1 or args.cold_start_runs < 1:
@@ -100,6 +104,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"processing benchmark failed: {type(error).__name__}: {error}", flush=True)
         else:
             print("\n".join(processing_lines(processing_result)), flush=True)
+    retention_result = None
+    if args.only in (None, "retention"):
+        print(flush=True)
+        try:
+            with tempfile.TemporaryDirectory(prefix="sluice-bench-") as work_dir:
+                retention_result = run_retention_benchmark(runs=RETENTION_RUNS, work_dir=Path(work_dir))
+        except Exception as error:  # a benchmark that cannot run says why; the others still run
+            print(f"retention benchmark failed: {type(error).__name__}: {error}", flush=True)
+        else:
+            print("\n".join(retention_lines(retention_result)), flush=True)
     cold_start_result = None
     if args.only in (None, "cold-start"):
         cold_start_result = run_cold_start_benchmark(runs=args.cold_start_runs)
@@ -120,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             ]
         if processing_result is not None:
             document["processing"] = processing_json(processing_result)
+        if retention_result is not None:
+            document["retention"] = retention_json(retention_result)
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"\nfigures written to {args.json}")
     return 0

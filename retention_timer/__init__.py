@@ -1,11 +1,11 @@
-"""Daily at 02:00 UTC: deletes raw day prefixes past each workspace's plan retention."""
+"""Daily at 02:00 UTC: purges what is past each workspace's windows (raw days, aggregates, ledger) and
+removes deleted workspaces whose grace period is over."""
 
 import azure.functions as func
 
-from shared.retention import run_retention
+from shared.retention import Retention
 from shared.runtime import services, utc_now
 
 
 def main(timer: func.TimerRequest) -> None:
-    current = services()
-    run_retention(now=utc_now(), registry=current.registry, raw_store=current.raw_store, audit=current.audit)
+    Retention.from_services(services()).run(now=utc_now())

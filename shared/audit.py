@@ -67,11 +67,15 @@ class AuditAction(StrEnum):
 
     WORKSPACE_CREATE = "workspace.create"
     WORKSPACE_SET_PLAN = "workspace.set_plan"
-    WORKSPACE_DELETE = "workspace.delete"
+    WORKSPACE_DELETE = "workspace.delete"  # ingestion stops; data removed after the grace period
+    WORKSPACE_RESTORE = "workspace.restore"  # a deletion undone within the grace period
+    WORKSPACE_REMOVE = "workspace.remove"  # the grace period is over: container, rows, keys, agents gone
     KEY_ROTATE = "workspace.rotate_key"
     AGENT_REGISTER = "agent.register"
     AGENT_REVOKE = "agent.revoke"
     DCR_CREATE = "dcr.create"
+    DIAG_SOURCE_ADD = "diag.add_source"
+    DIAG_SOURCE_REMOVE = "diag.remove_source"
     RETENTION_PURGE = "retention.purge"
     QUARANTINE = "blob.quarantine"  # a raw blob that can never be processed, moved to quarantine/
     AUTH_FAILURES = "auth.failures"

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
+from itertools import islice
 from typing import Any
 
 from azure.core import MatchConditions
@@ -20,7 +21,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.data.tables import TableServiceClient, UpdateMode
-from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContentSettings
 
 from shared.agents import Agent, AgentState
 from shared.errors import (
@@ -35,7 +36,14 @@ from shared.errors import (
 )
 from shared.ids import RAW_PREFIX, container_name, day_prefix, workspace_of_container
 from shared.plans import Plan
-from shared.rawstore import QUARANTINE_PREFIX, RawBlob, quarantine_metadata, quarantine_name
+from shared.rawstore import (
+    QUARANTINE_PREFIX,
+    DeletedBlobs,
+    RawBlob,
+    parse_day_prefix,
+    quarantine_metadata,
+    quarantine_name,
+)
 from shared.settings import StorageSettings
 from shared.workspaces import Workspace, WorkspaceState
 
@@ -142,48 +150,62 @@ class BlobRawStore:
             data=data, metadata=dict(downloader.properties.metadata or {}), etag=downloader.properties.etag
         )
 
-    def list_raw_days(self, workspace_id: str) -> list[date]:
-        """Days with raw data or quarantined raw data (`quarantine/raw/...`: customer data too, kept no
-        longer than the raw data it came from)."""
+    def delete_workspace_container(self, workspace_id: str) -> None:
+        """The container and everything in it; gone already, or still being deleted, is fine."""
+        with translated("deleting a workspace container"):
+            try:
+                self._service.delete_container(container_name(workspace_id))
+            except ResourceNotFoundError:
+                return
+            except ResourceExistsError as error:
+                # The storage SDK sets error_code on the errors it raises; it is not in azure-core's type.
+                if getattr(error, "error_code", None) != "ContainerBeingDeleted":
+                    raise
+
+    def list_raw_days(self, workspace_id: str, *, before: date | None = None) -> list[date]:
         container = self._service.get_container_client(container_name(workspace_id))
         days: set[date] = set()
         with translated("listing raw day prefixes"):
             try:
                 for root in DAY_ROOTS:
-                    for year in self._prefixes(container, root):
-                        for month in self._prefixes(container, year):
-                            for day in self._prefixes(container, month):
-                                parsed = _parse_day(day.removeprefix(QUARANTINE_PREFIX))
-                                if parsed is not None:
-                                    days.add(parsed)
+                    days.update(self._days(container, root, before))
             except ResourceNotFoundError:
                 return []
         return sorted(days)
 
-    def delete_raw_day(self, workspace_id: str, day: date) -> int:
+    def list_raw_day_names(self, workspace_id: str, day: date) -> list[str]:
         container = self._service.get_container_client(container_name(workspace_id))
-        deleted = 0
+        with translated("listing a raw day's blobs"):
+            try:
+                return [blob.name for blob in self._day_blobs(container, day)]
+            except ResourceNotFoundError:
+                return []
+
+    def delete_raw_day(self, workspace_id: str, day: date) -> DeletedBlobs:
+        """Deletes as it lists, a batch at a time, so a day of any size needs one batch in memory
+        (deleting what a page listed does not disturb the listing's continuation)."""
+        container = self._service.get_container_client(container_name(workspace_id))
+        blobs = size = 0
         with translated("deleting a raw day prefix"):
             try:
-                names = [
-                    b.name
-                    for root in DAY_ROOTS
-                    for b in container.list_blobs(
-                        name_starts_with=root.removesuffix(RAW_PREFIX) + day_prefix(day)
+                listed = self._day_blobs(container, day)
+                while batch := list(islice(listed, DELETE_BATCH)):
+                    # By name: a BlobProperties would add If-Match, and a blob an overlapping run
+                    # deleted first would answer 412 rather than the 404 that means "already gone".
+                    responses = container.delete_blobs(
+                        *(blob.name for blob in batch), delete_snapshots="include", raise_on_any_failure=False
                     )
-                ]
+                    for blob, response in zip(batch, responses, strict=True):
+                        if response.status_code in (200, 202):
+                            blobs += 1
+                            size += blob.size
+                        elif response.status_code != 404:  # already gone is success
+                            raise StorageUnavailable(
+                                f"Deleting a raw blob failed with status {response.status_code}."
+                            )
             except ResourceNotFoundError:
-                return 0
-            for start in range(0, len(names), DELETE_BATCH):
-                batch = names[start : start + DELETE_BATCH]
-                for response in container.delete_blobs(*batch, raise_on_any_failure=False):
-                    if response.status_code in (200, 202):
-                        deleted += 1
-                    elif response.status_code != 404:  # already gone is success
-                        raise StorageUnavailable(
-                            f"Deleting a raw blob failed with status {response.status_code}."
-                        )
-        return deleted
+                pass  # no container: nothing (more) to delete
+        return DeletedBlobs(blobs=blobs, bytes=size)
 
     def quarantine_raw(self, workspace_id: str, blob_name: str, *, reason: str, detail: str) -> None:
         """A server-side copy to `quarantine/{name}` (the bytes never pass through here), then the
@@ -232,19 +254,42 @@ class BlobRawStore:
             raise StorageUnavailable(f"The quarantine copy {target.blob_name} ended {status}.")
 
     @staticmethod
-    def _prefixes(container: Any, prefix: str) -> list[str]:
-        return [
-            item.name
-            for item in container.walk_blobs(name_starts_with=prefix, delimiter="/")
-            if item.name.endswith("/")
-        ]
+    def _day_blobs(container: Any, day: date) -> Iterator[BlobProperties]:
+        for root in DAY_ROOTS:
+            yield from container.list_blobs(name_starts_with=root + day_prefix(day).removeprefix(RAW_PREFIX))
 
+    @classmethod
+    def _days(cls, container: Any, root: str, before: date | None) -> Iterator[date]:
+        """Year, then month, then day prefixes under `root`. The service lists names in lexicographic
+        order, which for these fixed-width numbers is chronological: with `before`, each level stops
+        at its first prefix past the bound's, so only the years up to the bound's are listed, months
+        only of those years, days only of the months up to the bound's."""
+        last_year: str | None = None
+        last_month: str | None = None
+        first_kept: str | None = None
+        if before is not None:
+            last_year, last_month = f"{root}{before:%Y}/", f"{root}{before:%Y/%m}/"
+            first_kept = f"{root}{before:%Y/%m/%d}/"
+        for year in cls._prefixes(container, root):
+            if last_year is not None and year > last_year:
+                return
+            for month in cls._prefixes(container, year):
+                if last_month is not None and month > last_month:
+                    break
+                for day in cls._prefixes(container, month):
+                    if first_kept is not None and day >= first_kept:
+                        break
+                    parsed = parse_day_prefix(day.removeprefix(QUARANTINE_PREFIX))
+                    if parsed is not None:
+                        yield parsed
 
-def _parse_day(prefix: str) -> date | None:
-    try:
-        return datetime.strptime(prefix, f"{RAW_PREFIX}%Y/%m/%d/").date()
-    except ValueError:
-        return None
+    @staticmethod
+    def _prefixes(container: Any, prefix: str) -> Iterator[str]:
+        """The `/`-ended prefixes right under `prefix`, lazily: a caller that stops early lists no
+        further page."""
+        for item in container.walk_blobs(name_starts_with=prefix, delimiter="/"):
+            if item.name.endswith("/"):
+                yield item.name
 
 
 class LazyTable:
@@ -266,6 +311,22 @@ class LazyTable:
         self.ensure()
         with translated(what):
             self.client.create_entity(entity)
+
+    def delete_partition(self, partition_key: str, *, what: str) -> int:
+        """Deletes every entity of the partition, one at a time (a batch fails whole if one is already
+        gone); returns how many were listed for deletion. None left, or no table, is fine."""
+        with translated(what):
+            try:
+                keys = list(
+                    self.client.query_entities(
+                        "PartitionKey eq @pk", parameters={"pk": partition_key}, select=["RowKey"]
+                    )
+                )
+            except ResourceNotFoundError:
+                return 0
+            for entity in keys:
+                self.client.delete_entity(partition_key=partition_key, row_key=entity["RowKey"])
+        return len(keys)
 
     def replace_existing(self, entity: dict[str, Any], *, what: str) -> bool:
         """Replaces the entity whatever its version (If-Match: *); False when it does not exist."""
@@ -307,6 +368,10 @@ class TableWorkspaceRegistry:
     def update_workspace(self, workspace: Workspace) -> None:
         if not self._table.replace_existing(_entity(workspace), what="updating the workspace registry"):
             raise WorkspaceNotFound(f"Workspace {workspace.workspace_id} does not exist.")
+
+    def delete_workspace(self, workspace_id: str) -> None:
+        with translated("removing a workspace from the registry"):
+            self._table.client.delete_entity(partition_key=workspace_id, row_key=WORKSPACE_ROW_KEY)
 
 
 def _entity(workspace: Workspace) -> dict[str, Any]:
@@ -363,6 +428,9 @@ class TableAgentRegistry:
     def update_agent(self, agent: Agent) -> None:
         if not self._table.replace_existing(_agent_entity(agent), what="updating the agent registry"):
             raise AgentNotFound(f"Agent {agent.agent_id} does not exist.")
+
+    def delete_workspace_agents(self, workspace_id: str) -> int:
+        return self._table.delete_partition(workspace_id, what="removing a workspace's agents")
 
 
 def _agent_entity(agent: Agent) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Protocol
 
 from shared.errors import InvalidDataFormat, PayloadTooLarge
+from shared.ids import RAW_PREFIX
 
 # Level 3 costs half the CPU of level 6 for ~19% larger blobs (bench/: 41 vs 81 ms per 5 MB post).
 GZIP_LEVEL = 3
@@ -38,17 +39,42 @@ class RawStore(Protocol):
     def get_raw(self, workspace_id: str, blob_name: str) -> RawBlob:
         """Raises BlobNotFound."""
 
-    def list_raw_days(self, workspace_id: str) -> list[date]:
-        """The days that have a `raw/yyyy/MM/dd/` prefix, by listing prefixes only."""
-
-    def delete_raw_day(self, workspace_id: str, day: date) -> int:
-        """Deletes every blob under the day's prefix; returns how many. Already gone is fine."""
-
     def quarantine_raw(self, workspace_id: str, blob_name: str, *, reason: str, detail: str) -> None:
         """Moves the raw blob to `quarantine_name(blob_name)` in the same container, its metadata kept
         and `quarantine_reason` / `quarantine_detail` / `quarantined_at` added, then deletes the
         original. Idempotent: if the original is gone and the quarantine copy exists, it succeeds.
         Raises BlobNotFound when neither exists, StorageUnavailable when the move cannot finish now."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedBlobs:
+    blobs: int
+    bytes: int
+
+
+class RawDays(Protocol):
+    """Raw data by day, as retention sees it: a day is `raw/yyyy/MM/dd/` and, for blobs moved to
+    quarantine, `quarantine/raw/yyyy/MM/dd/` (customer data too, kept no longer than the raw data)."""
+
+    def list_raw_days(self, workspace_id: str, *, before: date | None = None) -> list[date]:
+        """The days holding raw or quarantined blobs, ascending, by listing prefixes only; with `before`,
+        only the days before it, listing nothing past it (so the cost follows what is listed, not what
+        is kept after it). No container: []."""
+
+    def list_raw_day_names(self, workspace_id: str, day: date) -> list[str]:
+        """The names of the day's blobs, raw and quarantined, as stored. No container: []."""
+
+    def delete_raw_day(self, workspace_id: str, day: date) -> DeletedBlobs:
+        """Deletes every blob of the day, raw and quarantined; returns what this call deleted (a blob
+        already gone, say deleted by an overlapping run, is not counted and is not an error)."""
+
+
+def parse_day_prefix(prefix: str) -> date | None:
+    """The day of a `raw/yyyy/MM/dd/` prefix; None for anything else."""
+    try:
+        return datetime.strptime(prefix, f"{RAW_PREFIX}%Y/%m/%d/").date()
+    except ValueError:
+        return None
 
 
 def quarantine_name(blob_name: str) -> str:

@@ -1,80 +1,418 @@
-"""Retention of raw data: whole day prefixes that lie entirely outside the plan's window are
-deleted; nothing inside the window ever is."""
+"""Retention: what the daily run deletes, the removal of deleted workspaces after their grace period,
+and the check that both did their job.
+
+The windows, all counted in UTC, each deleting only what has wholly left it:
+
+- raw data, and raw data moved to quarantine/, per the workspace's plan, by day prefix: day D goes
+  once D+1 00:00 <= now - window, i.e. D < `raw_from`. A downgrade shortens the window from the next
+  run; an upgrade keeps what is still inside the new one.
+- aggregate rows AGGREGATE_RETENTION_DAYS whatever the plan, by hour: hour H goes once
+  H+1h <= now - 390 days, i.e. H < `aggregates_from`.
+- ledger rows (processed_blobs) exactly as long as their blob's day: a ledger row is what makes a
+  redelivered BlobCreated event harmless, so it must outlive every blob that could still be delivered.
+  Its rows are purged with the raw window's bound and only after that window's raw days are gone, so a
+  ledger row never goes while its blob stays (and Event Grid stops redelivering after 24 hours, far
+  inside the shortest window, 7 days).
+
+Every step is idempotent (a blob or row already gone is success, SQL rows go in bounded batches, each
+its own transaction), so a run that dies half way is finished by the next one, and two overlapping
+runs end where one would have."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from shared.audit import AuditAction, AuditLog
-from shared.errors import RetentionIncomplete, SluiceError
-from shared.plans import PLAN_LIMITS
-from shared.rawstore import RawStore
+from shared.diagnostics import SourceRegistry, remove_source
+from shared.errors import RetentionIncomplete, SluiceError, WorkspaceNotFound
+from shared.plans import AGGREGATE_RETENTION_DAYS, PLAN_LIMITS, Plan, PlanLimits
+from shared.rawstore import QUARANTINE_PREFIX, RawDays
 from shared.telemetry import workspace_log
-from shared.workspaces import Workspace, WorkspaceRegistry
+from shared.workspaces import (
+    SecretStore,
+    Workspace,
+    WorkspaceContainers,
+    WorkspaceRegistry,
+    all_secret_names,
+    removal_due_at,
+)
+
+if TYPE_CHECKING:
+    from shared.runtime import Services
 
 log = logging.getLogger("sluice.retention")
 
+RETENTION_ACTOR = "system:retention"
+PURGE_BATCH_ROWS = 5000
+LEDGER_TABLE = "processed_blobs"
+# The timer runs daily: what has been outside its window for longer than that should be gone.
+PURGE_INTERVAL = timedelta(days=1)
+# Removal deletes every row of the workspace: all of them are before this.
+END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
+MISSING_EXAMPLES = 3
 
-def expired_days(days: Iterable[date], *, now: datetime, retention_days: int) -> list[date]:
-    """Days whose last instant is older than `now - retention_days`: day D ends at D+1 00:00 UTC, so it
-    is wholly expired when D+1 <= (now - window).date(), i.e. D < (now - window).date()."""
-    cutoff = (now.astimezone(UTC) - timedelta(days=retention_days)).date()
-    return sorted(day for day in days if day < cutoff)
+
+@dataclass(frozen=True, slots=True)
+class HeldRows:
+    """A workspace's rows in one table: how many, the oldest hour (the ledger: its oldest blob's
+    hour), and how many are outside the window asked about."""
+
+    table: str
+    rows: int
+    oldest: datetime | None
+    outside: int
+
+
+class RetentionDatabase(Protocol):
+    def purge_aggregates(self, workspace_id: str, *, before: datetime, batch_rows: int) -> int:
+        """Deletes the workspace's aggregate rows of hours before `before`, at most `batch_rows` per
+        transaction; returns how many."""
+
+    def purge_ledger(self, workspace_id: str, *, before: date, batch_rows: int) -> int:
+        """The same for ledger rows of blobs of days before `before`."""
+
+    def held_aggregates(self, workspace_id: str, *, before: datetime) -> list[HeldRows]: ...
+
+    def held_ledger(self, workspace_id: str, *, before: date) -> HeldRows: ...
+
+    def ledger_days(self, workspace_id: str, *, since: date) -> list[date]:
+        """The days, from `since` on, of the blobs the ledger holds."""
+
+    def list_ledger_names(self, workspace_id: str, *, day: date) -> list[str]: ...
+
+
+class WorkspaceAgents(Protocol):
+    def delete_workspace_agents(self, workspace_id: str) -> int:
+        """Deletes every agent registered to the workspace; returns how many. None left is fine."""
+
+
+class WorkspaceCounters(Protocol):
+    def delete_workspace_counters(self, workspace_id: str) -> int:
+        """Deletes the workspace's daily ingestion counters; returns how many. None left is fine."""
+
+
+# -- the windows -----------------------------------------------------------------------------------------
+
+
+def raw_from(now: datetime, *, retention_days: int) -> date:
+    """The first day inside the window: every day before it ended at or before now - window."""
+    return (now.astimezone(UTC) - timedelta(days=retention_days)).date()
+
+
+def aggregates_from(now: datetime) -> datetime:
+    """The first hour inside the aggregates' window: every hour before it ended at or before
+    now - 390 days."""
+    edge = now.astimezone(UTC) - timedelta(days=AGGREGATE_RETENTION_DAYS)
+    return edge.replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """Where a workspace's windows start as of one instant; what is before them is outside."""
+
+    plan: Plan
+    raw_days: int
+    raw_from: date
+    aggregates_from: datetime
+
+    @classmethod
+    def of(cls, plan: Plan, *, limits: PlanLimits, now: datetime) -> Windows:
+        days = limits.raw_retention_days
+        return cls(
+            plan=plan,
+            raw_days=days,
+            raw_from=raw_from(now, retention_days=days),
+            aggregates_from=aggregates_from(now),
+        )
+
+
+def day_ranges(days: Iterable[date]) -> list[str]:
+    """Days as ISO 8601 dates and intervals of consecutive days (`2024-01-01/2024-03-05`): a purge of
+    years of days stays a few entries long in the audit log."""
+    ranges: list[tuple[date, date]] = []
+    for day in sorted(days):
+        if ranges and day - ranges[-1][1] <= timedelta(days=1):
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    return [first.isoformat() if first == last else f"{first}/{last}" for first, last in ranges]
+
+
+# -- reports -----------------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class PurgeReport:
+    action: ClassVar[AuditAction] = AuditAction.RETENTION_PURGE
     workspace_id: str
+    windows: Windows
     days_deleted: list[date] = field(default_factory=list)
     blobs_deleted: int = 0
+    bytes_deleted: int = 0
+    aggregate_rows_deleted: int = 0
+    ledger_rows_deleted: int = 0
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "plan": self.windows.plan.value,
+            "raw_retention_days": self.windows.raw_days,
+            "raw_kept_from": self.windows.raw_from.isoformat(),
+            "aggregates_kept_from": self.windows.aggregates_from.isoformat(),
+            "days_deleted": day_ranges(self.days_deleted),
+            "blobs_deleted": self.blobs_deleted,
+            "bytes_deleted": self.bytes_deleted,
+            "aggregate_rows_deleted": self.aggregate_rows_deleted,
+            "ledger_rows_deleted": self.ledger_rows_deleted,
+        }
 
 
-def purge_raw(workspace: Workspace, *, now: datetime, raw_store: RawStore) -> PurgeReport:
-    window = PLAN_LIMITS[workspace.plan].raw_retention_days
-    report = PurgeReport(workspace_id=workspace.workspace_id)
-    for day in expired_days(raw_store.list_raw_days(workspace.workspace_id), now=now, retention_days=window):
-        report.blobs_deleted += raw_store.delete_raw_day(workspace.workspace_id, day)
-        report.days_deleted.append(day)
-    workspace_log(log, workspace.workspace_id).info(
-        "retention (%s, %d days): deleted %d blobs in %d day prefixes",
-        workspace.plan,
-        window,
-        report.blobs_deleted,
-        len(report.days_deleted),
-    )
-    return report
+@dataclass(slots=True)
+class RemovalReport:
+    action: ClassVar[AuditAction] = AuditAction.WORKSPACE_REMOVE
+    workspace_id: str
+    deleted_at: datetime | None
+    aggregate_rows_deleted: int = 0
+    ledger_rows_deleted: int = 0
+    agents_deleted: int = 0
+    counters_deleted: int = 0
+    diagnostics_sources_deleted: int = 0
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "deleted_at": None if self.deleted_at is None else self.deleted_at.isoformat(),
+            "removed": [
+                "container",
+                "aggregate rows",
+                "ledger rows",
+                "workspace keys",
+                "agents",
+                "daily ingestion counters",
+                "diagnostics sources",
+                "registry",
+            ],
+            "aggregate_rows_deleted": self.aggregate_rows_deleted,
+            "ledger_rows_deleted": self.ledger_rows_deleted,
+            "agents_deleted": self.agents_deleted,
+            "counters_deleted": self.counters_deleted,
+            "diagnostics_sources_deleted": self.diagnostics_sources_deleted,
+        }
 
 
-RETENTION_ACTOR = "system:retention"
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    """What a workspace holds, against its windows as of one instant."""
+
+    workspace: Workspace
+    windows: Windows
+    raw_days: list[date]
+    aggregates: list[HeldRows]
+    ledger: HeldRows
+    removal_due: datetime | None
 
 
-def run_retention(
-    *, now: datetime, registry: WorkspaceRegistry, raw_store: RawStore, audit: AuditLog
-) -> list[PurgeReport]:
-    """Every workspace gets its run even if another one fails; the failures are raised together at the
-    end, so the timer's invocation is marked failed and the log says which workspaces were skipped."""
-    reports: list[PurgeReport] = []
-    failed: dict[str, SluiceError] = {}
-    for workspace in registry.list_workspaces():
-        try:
-            report = purge_raw(workspace, now=now, raw_store=raw_store)
-            audit.record(
-                workspace.workspace_id,
-                RETENTION_ACTOR,
-                AuditAction.RETENTION_PURGE,
-                days_deleted=[day.isoformat() for day in report.days_deleted],
-                blobs_deleted=report.blobs_deleted,
-            )
-            reports.append(report)
-        except SluiceError as error:
-            workspace_log(log, workspace.workspace_id).error("retention failed: %s", error.message)
-            failed[workspace.workspace_id] = error
-    if failed:
-        raise RetentionIncomplete(
-            f"Retention failed for {len(failed)} workspace(s): {', '.join(sorted(failed))}.",
-            reports=reports,
+# -- the run -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    registry: WorkspaceRegistry
+    raw_days: RawDays
+    containers: WorkspaceContainers
+    database: RetentionDatabase
+    secrets: SecretStore
+    agents: WorkspaceAgents
+    counters: WorkspaceCounters
+    sources: SourceRegistry
+    audit: AuditLog
+    delete_grace: timedelta
+    plans: Mapping[Plan, PlanLimits] = field(default_factory=lambda: PLAN_LIMITS)
+    batch_rows: int = PURGE_BATCH_ROWS
+
+    @classmethod
+    def from_services(cls, current: Services) -> Retention:
+        from shared.azure_diagnostics import source_registry
+        from shared.azure_limits import TableDailyCounters
+        from shared.azure_storage import table_service
+
+        return cls(
+            registry=current.registry,
+            raw_days=current.raw_store,
+            containers=current.raw_store,
+            database=current.database,
+            secrets=current.secrets,
+            agents=current.agents,
+            counters=TableDailyCounters(table_service(current.settings.storage)),
+            sources=source_registry(current),
+            audit=current.audit,
+            delete_grace=timedelta(days=current.settings.workspace_delete_grace_days),
+            plans=current.settings.plans,
         )
-    return reports
+
+    def windows(self, workspace: Workspace, *, now: datetime) -> Windows:
+        return Windows.of(workspace.plan, limits=self.plans[workspace.plan], now=now)
+
+    def run(self, *, now: datetime) -> list[PurgeReport | RemovalReport]:
+        """Every workspace: removed when deleted and past its grace period, else purged. Every workspace
+        gets its turn even if another one fails; the failures are raised together at the end, so the
+        timer's invocation is marked failed and the log says which workspaces were skipped."""
+        reports: list[PurgeReport | RemovalReport] = []
+        failed: dict[str, SluiceError] = {}
+        for workspace in self.registry.list_workspaces():
+            try:
+                if not self._removal_due(workspace, now=now):
+                    reports.append(self.purge(workspace, now=now))
+                elif removed := self.remove(workspace.workspace_id, now=now):
+                    reports.append(removed)
+            except SluiceError as error:
+                workspace_log(log, workspace.workspace_id).error("retention failed: %s", error.message)
+                failed[workspace.workspace_id] = error
+        if failed:
+            raise RetentionIncomplete(
+                f"Retention failed for {len(failed)} workspace(s): {', '.join(sorted(failed))}.",
+                reports=reports,
+            )
+        return reports
+
+    def purge(self, workspace: Workspace, *, now: datetime) -> PurgeReport:
+        """Raw days, then aggregate rows, then ledger rows past their windows, then the report in the
+        audit log. A failure part way is audited too (what went, and why it stopped), then raised."""
+        workspace_id = workspace.workspace_id
+        windows = self.windows(workspace, now=now)
+        report = PurgeReport(workspace_id=workspace_id, windows=windows)
+        try:
+            listed = self.raw_days.list_raw_days(workspace_id, before=windows.raw_from)
+            # The store lists only days before the bound; checked again here, where the promise is made.
+            for day in (d for d in listed if d < windows.raw_from):
+                deleted = self.raw_days.delete_raw_day(workspace_id, day)
+                report.days_deleted.append(day)
+                report.blobs_deleted += deleted.blobs
+                report.bytes_deleted += deleted.bytes
+            report.aggregate_rows_deleted = self.database.purge_aggregates(
+                workspace_id, before=windows.aggregates_from, batch_rows=self.batch_rows
+            )
+            # Only now that the window's raw days are gone (see the module's notes).
+            report.ledger_rows_deleted = self.database.purge_ledger(
+                workspace_id, before=windows.raw_from, batch_rows=self.batch_rows
+            )
+        except SluiceError as error:
+            self.audit.record(
+                workspace_id, RETENTION_ACTOR, report.action, **report.details(), incomplete=error.code
+            )
+            raise
+        self.audit.record(workspace_id, RETENTION_ACTOR, report.action, **report.details())
+        workspace_log(log, workspace_id).info(
+            "retention (%s, %d days): deleted %d blobs (%d bytes) in %d day prefixes, %d aggregate rows, "
+            "%d ledger rows",
+            windows.plan,
+            windows.raw_days,
+            report.blobs_deleted,
+            report.bytes_deleted,
+            len(report.days_deleted),
+            report.aggregate_rows_deleted,
+            report.ledger_rows_deleted,
+        )
+        return report
+
+    def remove(self, workspace_id: str, *, now: datetime) -> RemovalReport | None:
+        """Removes a deleted workspace whose grace period is over: its container, all its SQL rows, its
+        keys, its agents, its daily ingestion counters, its diagnostics sources (and their SAS), and last
+        its registry entry, so a run that stops part way finds it again and
+        finishes (each step succeeds when its part is already gone). The audit log is kept. None when
+        there is nothing to remove: the workspace is gone, or was restored meanwhile."""
+        try:
+            # Read again just before deleting: a restore that landed since the list was read wins.
+            workspace = self.registry.get_workspace(workspace_id)
+        except WorkspaceNotFound:
+            return None
+        if not self._removal_due(workspace, now=now):
+            return None
+        report = RemovalReport(workspace_id=workspace_id, deleted_at=workspace.deleted_at)
+        self.containers.delete_workspace_container(workspace_id)
+        report.aggregate_rows_deleted = self.database.purge_aggregates(
+            workspace_id, before=END_OF_TIME, batch_rows=self.batch_rows
+        )
+        report.ledger_rows_deleted = self.database.purge_ledger(
+            workspace_id, before=END_OF_TIME.date(), batch_rows=self.batch_rows
+        )
+        for name in all_secret_names(workspace_id):
+            self.secrets.delete_secret(name)
+        report.agents_deleted = self.agents.delete_workspace_agents(workspace_id)
+        report.counters_deleted = self.counters.delete_workspace_counters(workspace_id)
+        for source in self.sources.list_sources(workspace_id):
+            remove_source(
+                sources=self.sources,
+                secrets=self.secrets,
+                workspace_id=workspace_id,
+                source_id=source.source_id,
+            )
+            report.diagnostics_sources_deleted += 1
+        # Before the registry entry: once that is gone no later run would find the workspace to audit.
+        self.audit.record(workspace_id, RETENTION_ACTOR, report.action, **report.details())
+        self.registry.delete_workspace(workspace_id)
+        workspace_log(log, workspace_id).info("workspace removed after its grace period")
+        return report
+
+    def _removal_due(self, workspace: Workspace, *, now: datetime) -> bool:
+        due = removal_due_at(workspace, grace=self.delete_grace)
+        return due is not None and now >= due
+
+    # -- report and verify -----------------------------------------------------------------------------
+
+    def holdings(self, workspace: Workspace, *, now: datetime) -> Holdings:
+        """What the workspace holds; `outside` counts what the next run will delete."""
+        workspace_id = workspace.workspace_id
+        windows = self.windows(workspace, now=now)
+        return Holdings(
+            workspace=workspace,
+            windows=windows,
+            raw_days=self.raw_days.list_raw_days(workspace_id),
+            aggregates=self.database.held_aggregates(workspace_id, before=windows.aggregates_from),
+            ledger=self.database.held_ledger(workspace_id, before=windows.raw_from),
+            removal_due=removal_due_at(workspace, grace=self.delete_grace),
+        )
+
+    def verify(self, workspace: Workspace, *, now: datetime) -> list[str]:
+        """The violations, [] when none: anything still held that left its window more than one timer
+        period (PURGE_INTERVAL) ago, a workspace not removed a period after its grace, and any ledger row
+        inside the raw window whose blob is neither in raw/ nor in quarantine/."""
+        workspace_id = workspace.workspace_id
+        lagging = self.windows(workspace, now=now - PURGE_INTERVAL)
+        violations = [
+            f"raw day {day} is outside the {lagging.raw_days}-day window"
+            for day in self.raw_days.list_raw_days(workspace_id, before=lagging.raw_from)
+        ]
+        violations += [
+            f"{held.outside} {held.table} rows are older than {AGGREGATE_RETENTION_DAYS} days"
+            for held in self.database.held_aggregates(workspace_id, before=lagging.aggregates_from)
+            if held.outside
+        ]
+        ledger = self.database.held_ledger(workspace_id, before=lagging.raw_from)
+        if ledger.outside:
+            violations.append(
+                f"{ledger.outside} {LEDGER_TABLE} rows are of blobs outside the {lagging.raw_days}-day window"
+            )
+        if self._removal_due(workspace, now=now - PURGE_INTERVAL):
+            violations.append(f"deleted at {workspace.deleted_at} and still not removed")
+        violations += self._missing_blobs(workspace_id, since=self.windows(workspace, now=now).raw_from)
+        return violations
+
+    def _missing_blobs(self, workspace_id: str, *, since: date) -> list[str]:
+        """Day by day, so memory holds one day's names at a time."""
+        violations = []
+        for day in self.database.ledger_days(workspace_id, since=since):
+            stored = {
+                name.removeprefix(QUARANTINE_PREFIX)
+                for name in self.raw_days.list_raw_day_names(workspace_id, day)
+            }
+            missing = [n for n in self.database.list_ledger_names(workspace_id, day=day) if n not in stored]
+            if missing:
+                examples = ", ".join(missing[:MISSING_EXAMPLES])
+                violations.append(
+                    f"{day}: {len(missing)} processed blobs are in neither raw/ nor quarantine/ "
+                    f"(e.g. {examples})"
+                )
+        return violations

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from shared.audit import AuditLog, AuthFailureRecorder
     from shared.azure_storage import BlobRawStore, TableAgentRegistry, TableWorkspaceRegistry
     from shared.dcrs import TableDcrRegistry
-    from shared.ingest import AgentIngest, DataCollectorIngest
+    from shared.ingest import AgentIngest, DataCollectorIngest, LimitedWriter
     from shared.logs_ingestion import LogsIngest
     from shared.sql import Database
     from shared.workspaces import SecretStore, WorkspaceDirectory
@@ -38,6 +38,7 @@ class Services:
     agents: TableAgentRegistry
     dcrs: TableDcrRegistry
     database: Database
+    writer: LimitedWriter  # every path that stores raw data: held to the plan's rate and daily cap
     data_collector: DataCollectorIngest
     agent_ingest: AgentIngest
     logs_ingestion: LogsIngest
@@ -64,6 +65,7 @@ def build_services(settings: Settings) -> Services:
     from shared.agents import Enrollment
     from shared.audit import AuditLog, AuthFailureRecorder
     from shared.audit_store import TableAuditStore
+    from shared.azure_limits import TableDailyCounters
     from shared.azure_storage import (
         BlobRawStore,
         TableAgentRegistry,
@@ -74,7 +76,8 @@ def build_services(settings: Settings) -> Services:
     )
     from shared.certauth import CertificateAuthenticator
     from shared.dcrs import RuleDirectory, TableDcrRegistry
-    from shared.ingest import AgentIngest, DataCollectorIngest, RawWriter
+    from shared.ingest import AgentIngest, DataCollectorIngest, LimitedWriter, RawWriter
+    from shared.limits import DailyCap, IngestionRate, IngestLimits
     from shared.logs_ingestion import LogsIngest
     from shared.sql.azure import database_for
     from shared.tokens import token_validator
@@ -89,7 +92,11 @@ def build_services(settings: Settings) -> Services:
     directory = WorkspaceDirectory(
         registry=registry, secrets=secrets, cache_ttl_seconds=DIRECTORY_CACHE_TTL_SECONDS
     )
-    writer = RawWriter(raw_store)
+    # Every ingest path stores through this writer, so every one is held to the plan's rate and cap.
+    writer = LimitedWriter(
+        RawWriter(raw_store),
+        IngestLimits(plans=settings.plans, rate=IngestionRate(), cap=DailyCap(TableDailyCounters(tables))),
+    )
     certificates = CertificateAuthenticator(
         agents=agents,
         replay=TableReplayGuard(tables),
@@ -106,6 +113,7 @@ def build_services(settings: Settings) -> Services:
         agents=agents,
         dcrs=dcrs,
         database=database_for(settings, secrets),
+        writer=writer,
         data_collector=DataCollectorIngest(directory=directory, writer=writer, clock=utc_now),
         agent_ingest=AgentIngest(
             directory=directory, certificates=certificates, writer=writer, clock=utc_now

@@ -9,8 +9,8 @@ import base64
 import secrets as token_source
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -49,6 +49,9 @@ class WorkspaceRegistry(Protocol):
     def update_workspace(self, workspace: Workspace) -> None:
         """Raises WorkspaceNotFound."""
 
+    def delete_workspace(self, workspace_id: str) -> None:
+        """Removes the registry entity; gone already is fine."""
+
 
 class SecretStore(Protocol):
     def get_secret(self, name: str) -> str:
@@ -62,6 +65,9 @@ class SecretStore(Protocol):
 
 class WorkspaceContainers(Protocol):
     def create_workspace_container(self, workspace_id: str) -> None: ...
+
+    def delete_workspace_container(self, workspace_id: str) -> None:
+        """The container with everything in it; gone already is fine."""
 
 
 def shared_key_secret_name(workspace_id: str, which: str) -> str:
@@ -127,6 +133,37 @@ def rotate_key(*, secrets: SecretStore, workspace: Workspace, which: str) -> str
     key = new_shared_key()
     secrets.set_secret(name, key)
     return key
+
+
+def mark_deleted(workspace: Workspace, *, now: datetime) -> Workspace:
+    """Ingestion stops at once (only active workspaces are served); the data stays through the grace
+    period. Deleting again keeps the first deletion time, so the grace period is not extended."""
+    if workspace.state is WorkspaceState.DELETED:
+        return workspace
+    return replace(workspace, state=WorkspaceState.DELETED, deleted_at=now)
+
+
+def removal_due_at(workspace: Workspace, *, grace: timedelta) -> datetime | None:
+    """When a deleted workspace's data is to be removed; None when it is not deleted."""
+    if workspace.state is not WorkspaceState.DELETED:
+        return None
+    # Deletion always sets deleted_at; an entity without it is never removed automatically, since
+    # that would skip the grace period promised to the tenant.
+    return None if workspace.deleted_at is None else workspace.deleted_at + grace
+
+
+def restore_deleted(workspace: Workspace, *, now: datetime, grace: timedelta) -> Workspace:
+    """The workspace active again, within the grace period only (after it, removal may be under way).
+    ValueError when it is not deleted or its grace period is over."""
+    if workspace.state is not WorkspaceState.DELETED:
+        raise ValueError(f"Workspace {workspace.workspace_id} is not deleted.")
+    due = removal_due_at(workspace, grace=grace)
+    if due is not None and now >= due:
+        raise ValueError(
+            f"Workspace {workspace.workspace_id}'s grace period ended at {due.isoformat()}: its data is "
+            "being or has been removed."
+        )
+    return replace(workspace, state=WorkspaceState.ACTIVE, deleted_at=None)
 
 
 def all_secret_names(workspace_id: str) -> list[str]:

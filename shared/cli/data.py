@@ -1,4 +1,4 @@
-"""`sluice usage`, `db migrate`, `retention run` and `sign`: the data path."""
+"""`sluice usage`, `db migrate` and `sign`: the data path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import sharedkey
-from shared.cli.common import print_json, print_rows, services
+from shared.cli.common import print_rows, services
 from shared.ids import parse_log_type, parse_workspace_id
 
 DEMO_WORKSPACE_FILE = Path(".local/demo-workspace.json")
@@ -37,34 +37,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     applied = services().database.migrate()
     print(f"applied migrations: {applied}" if applied else "schema is up to date")
     return 0
-
-
-def cmd_retention_run(args: argparse.Namespace) -> int:
-    from shared.retention import run_retention
-
-    current = services()
-    now = _instant(args.now) if args.now else datetime.now(UTC)
-    reports = run_retention(
-        now=now, registry=current.registry, raw_store=current.raw_store, audit=current.audit
-    )
-    print_json(
-        [
-            {
-                "workspace_id": r.workspace_id,
-                "days_deleted": [d.isoformat() for d in r.days_deleted],
-                "blobs_deleted": r.blobs_deleted,
-            }
-            for r in reports
-        ]
-    )
-    return 0
-
-
-def _instant(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise SystemExit("sluice: --now needs a time zone (for example 2026-11-22T02:00:00Z)")
-    return moment.astimezone(UTC)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
@@ -98,12 +70,6 @@ def register(commands: Any) -> None:
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("migrate", help="apply pending migrations").set_defaults(run=cmd_migrate)
-
-    retention = commands.add_parser("retention", help="raw-data retention")
-    retention_commands = retention.add_subparsers(dest="retention_command", required=True)
-    run = retention_commands.add_parser("run", help="purge what is past each workspace's window now")
-    run.add_argument("--now", help="ISO 8601 instant with time zone to purge as of (default: now)")
-    run.set_defaults(run=cmd_retention_run)
 
     sign = commands.add_parser("sign", help="print SharedKey-signed headers for a Data Collector post")
     sign.add_argument("--demo", action="store_true", help=f"use the workspace in {DEMO_WORKSPACE_FILE}")

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.audit import AuditAction
 from shared.cli.common import audit_admin, print_record, print_rows, services
 from shared.ids import parse_workspace_id
 from shared.plans import DEFAULT_PLAN, Plan
-from shared.workspaces import KEY_SLOTS, Workspace, WorkspaceState, create_workspace, rotate_key
+from shared.workspaces import (
+    KEY_SLOTS,
+    Workspace,
+    create_workspace,
+    mark_deleted,
+    removal_due_at,
+    restore_deleted,
+    rotate_key,
+)
 
 
 def workspace_row(workspace: Workspace) -> dict[str, Any]:
@@ -79,15 +87,38 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    """Ingestion stops at once; data, container and secrets are removed after the grace period."""
-    registry = services().registry
-    workspace = registry.get_workspace(parse_workspace_id(args.workspace))
-    if workspace.state is not WorkspaceState.DELETED:
-        workspace = replace(workspace, state=WorkspaceState.DELETED, deleted_at=datetime.now(UTC))
-        registry.update_workspace(workspace)
+    """Ingestion stops at once; the retention run removes the container, rows, keys and agents after
+    the grace period."""
+    current = services()
+    previous = current.registry.get_workspace(parse_workspace_id(args.workspace))
+    workspace = mark_deleted(previous, now=datetime.now(UTC))
+    if workspace != previous:
+        current.registry.update_workspace(workspace)
         audit_admin(workspace.workspace_id, AuditAction.WORKSPACE_DELETE)
+    print_record(
+        _with_removal_due(workspace, current.settings.workspace_delete_grace_days), as_json=args.json
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Undoes a deletion within its grace period: the workspace is active again, data untouched."""
+    current = services()
+    deleted = current.registry.get_workspace(parse_workspace_id(args.workspace))
+    grace = timedelta(days=current.settings.workspace_delete_grace_days)
+    try:
+        workspace = restore_deleted(deleted, now=datetime.now(UTC), grace=grace)
+    except ValueError as error:
+        raise SystemExit(f"sluice: {error}") from None
+    current.registry.update_workspace(workspace)
+    audit_admin(workspace.workspace_id, AuditAction.WORKSPACE_RESTORE)
     print_record(workspace_row(workspace), as_json=args.json)
     return 0
+
+
+def _with_removal_due(workspace: Workspace, grace_days: int) -> dict[str, Any]:
+    due = removal_due_at(workspace, grace=timedelta(days=grace_days))
+    return {**workspace_row(workspace), "removal_due": None if due is None else due.isoformat()}
 
 
 def register(commands: Any) -> None:
@@ -118,6 +149,10 @@ def register(commands: Any) -> None:
     delete = sub.add_parser("delete", help="stop ingestion now; data is removed after the grace period")
     delete.add_argument("workspace")
     delete.set_defaults(run=cmd_delete)
+
+    restore = sub.add_parser("restore", help="undo a deletion within its grace period")
+    restore.add_argument("workspace")
+    restore.set_defaults(run=cmd_restore)
 
     for parser in sub.choices.values():
         parser.add_argument("--json", action="store_true", help="machine-readable output")

@@ -35,19 +35,23 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import orjson
 
 from shared.aggregate import Aggregates, EventRow, PerfRow, SyslogRow, UsageRow
 from shared.errors import DatabaseError, DatabaseUnavailable
-from shared.ids import parse_workspace_id
+from shared.ids import RawBlobName, day_prefix, parse_workspace_id
 from shared.processing import LedgerEntry
+from shared.rawstore import parse_day_prefix
 from shared.settings import SqlDialect
+
+if TYPE_CHECKING:
+    from shared.retention import HeldRows
 
 _MIGRATION = re.compile(r"V(\d{4})__\w+\.sql")
 _PARAMS = re.compile(r"--\s*params:\s*(.*)")
@@ -289,6 +293,106 @@ class Database:
         with self._transaction() as cursor:
             cursor.execute(query.text, query.bind({"workspace_id": workspace_id, "blob_name": blob_name}))
             return cursor.fetchone() is not None
+
+    # -- retention: every statement names its workspace ------------------------------------------------
+
+    def purge_aggregates(self, workspace_id: str, *, before: datetime, batch_rows: int) -> int:
+        """Deletes the workspace's aggregate rows of hours before `before`; returns how many."""
+        deleted = 0
+        for purge, _table in (
+            (statement(self.dialect, "purge_usage"), "usage_hourly"),
+            (statement(self.dialect, "purge_perf"), "perf_hourly"),
+            (statement(self.dialect, "purge_events"), "events_hourly"),
+            (statement(self.dialect, "purge_syslog"), "syslog_hourly"),
+        ):
+            deleted += self._delete_in_batches(
+                purge.text,
+                purge.bind(
+                    {"workspace_id": workspace_id, "before": _hour_text(before), "batch_rows": batch_rows}
+                ),
+            )
+        return deleted
+
+    def purge_ledger(self, workspace_id: str, *, before: date, batch_rows: int) -> int:
+        """Deletes the workspace's ledger rows of blobs of days before `before`; returns how many."""
+        purge = statement(self.dialect, "purge_ledger")
+        return self._delete_in_batches(
+            purge.text,
+            purge.bind(
+                {"workspace_id": workspace_id, "before": day_prefix(before), "batch_rows": batch_rows}
+            ),
+        )
+
+    def _delete_in_batches(self, text: str, values: tuple[Any, ...]) -> int:
+        """Runs a bounded DELETE, each batch its own transaction (short locks, a bounded log), until one
+        deletes nothing: not until one falls short, since an overlapping run may have taken part of it."""
+        deleted = 0
+        while True:
+            with self._transaction() as cursor:
+                cursor.execute(text, values)
+                count = max(cursor.rowcount, 0)
+            if count == 0:
+                return deleted
+            deleted += count
+
+    def held_aggregates(self, workspace_id: str, *, before: datetime) -> list[HeldRows]:
+        from shared.retention import HeldRows  # the operators' path: kept out of the processor's imports
+
+        query = statement(self.dialect, "held_aggregates")
+        with self._transaction() as cursor:
+            cursor.execute(
+                query.text, query.bind({"workspace_id": workspace_id, "before": _hour_text(before)})
+            )
+            fetched = cursor.fetchall()
+        return [
+            HeldRows(
+                table=str(table),
+                rows=int(rows),
+                oldest=None if oldest is None else _hour_value(oldest),
+                outside=int(outside or 0),
+            )
+            for table, rows, oldest, outside in fetched
+        ]
+
+    def held_ledger(self, workspace_id: str, *, before: date) -> HeldRows:
+        from shared.retention import LEDGER_TABLE, HeldRows
+
+        query = statement(self.dialect, "held_ledger")
+        with self._transaction() as cursor:
+            cursor.execute(
+                query.text, query.bind({"workspace_id": workspace_id, "before": day_prefix(before)})
+            )
+            rows, oldest_name, outside = cursor.fetchone()
+        oldest = None if oldest_name is None else RawBlobName.parse(str(oldest_name))
+        return HeldRows(
+            table=LEDGER_TABLE,
+            rows=int(rows),
+            oldest=None if oldest is None else oldest.hour,
+            outside=int(outside or 0),
+        )
+
+    def ledger_days(self, workspace_id: str, *, since: date) -> list[date]:
+        """The days, from `since` on, of the blobs the ledger holds."""
+        query = statement(self.dialect, "ledger_days")
+        with self._transaction() as cursor:
+            cursor.execute(query.text, query.bind({"workspace_id": workspace_id, "since": day_prefix(since)}))
+            fetched = cursor.fetchall()
+        return [day for (prefix,) in fetched if (day := parse_day_prefix(str(prefix))) is not None]
+
+    def list_ledger_names(self, workspace_id: str, *, day: date) -> list[str]:
+        query = statement(self.dialect, "list_ledger_names")
+        with self._transaction() as cursor:
+            cursor.execute(
+                query.text,
+                query.bind(
+                    {
+                        "workspace_id": workspace_id,
+                        "day": day_prefix(day),
+                        "next_day": day_prefix(day + timedelta(days=1)),
+                    }
+                ),
+            )
+            return [str(name) for (name,) in cursor.fetchall()]
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:

@@ -29,6 +29,7 @@ def test_given_the_repo_then_each_function_folder_is_found_with_its_trigger() ->
         "ingest_logs": "httpTrigger",
         "process_blob": "eventGridTrigger",
         "retention_timer": "timerTrigger",
+        "diag_reader": "timerTrigger",
     }
     assert functions["ingest_http"].entry.__module__ == "ingest_http"
     assert functions["retention_timer"].trigger["schedule"] == "0 0 2 * * *"

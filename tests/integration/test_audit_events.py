@@ -12,7 +12,7 @@ import pytest
 import ingest_http
 from shared.audit import AuditAction
 from shared.cli import main as sluice
-from shared.retention import run_retention
+from shared.retention import Retention
 from tests.support.datacollector import signed_request
 from tests.support.runtime import Runtime
 
@@ -78,11 +78,11 @@ def test_given_operator_commands_then_each_is_appended_and_the_chain_verifies(
 def test_given_a_retention_run_then_each_workspace_gets_its_purge_report(sqlite_runtime: Runtime) -> None:
     current = sqlite_runtime.services
 
-    run_retention(
-        now=datetime.now(UTC), registry=current.registry, raw_store=current.raw_store, audit=current.audit
-    )
+    Retention.from_services(current).run(now=datetime.now(UTC))
 
     (report,) = [
         d for a, d in actions(sqlite_runtime, sqlite_runtime.workspace_id) if a == AuditAction.RETENTION_PURGE
     ]
-    assert report == {"days_deleted": [], "blobs_deleted": 0}
+    assert report["days_deleted"] == []
+    for counted in ("blobs_deleted", "bytes_deleted", "aggregate_rows_deleted", "ledger_rows_deleted"):
+        assert report[counted] == 0

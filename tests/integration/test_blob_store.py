@@ -199,7 +199,7 @@ def test_given_blobs_on_three_days_when_deleting_one_day_then_only_that_day_goes
 
     deleted = store.delete_raw_day(workspace_id, target)
 
-    assert deleted == len(doomed)
+    assert deleted.blobs == len(doomed)
     assert container_blob_names(service, workspace_id) == sorted(kept)
     assert sorted(store.list_raw_days(workspace_id)) == [before, after]
 
@@ -208,10 +208,10 @@ def test_given_a_day_already_deleted_when_deleting_it_again_then_zero(
     store: BlobRawStore, workspace_id: str
 ) -> None:
     put(store, workspace_id, raw_name(DAY))
-    assert store.delete_raw_day(workspace_id, DAY) == 1
+    assert store.delete_raw_day(workspace_id, DAY).blobs == 1
 
-    assert store.delete_raw_day(workspace_id, DAY) == 0
-    assert store.delete_raw_day(new_id(), DAY) == 0  # no container at all
+    assert store.delete_raw_day(workspace_id, DAY).blobs == 0
+    assert store.delete_raw_day(new_id(), DAY).blobs == 0  # no container at all
 
 
 def test_given_more_blobs_than_one_batch_when_deleting_a_day_then_all_are_deleted(
@@ -222,7 +222,7 @@ def test_given_more_blobs_than_one_batch_when_deleting_a_day_then_all_are_delete
     for name in names:
         container.upload_blob(name, b"x")
 
-    assert store.delete_raw_day(workspace_id, DAY) == len(names)
+    assert store.delete_raw_day(workspace_id, DAY).blobs == len(names)
     assert container_blob_names(service, workspace_id) == []
 
 
@@ -234,7 +234,7 @@ def test_given_a_day_with_an_adjacent_prefix_when_deleting_then_the_neighbour_da
     put(store, workspace_id, raw_name(day_1))
     put(store, workspace_id, raw_name(day_10))
 
-    assert store.delete_raw_day(workspace_id, day_1) == 1
+    assert store.delete_raw_day(workspace_id, day_1).blobs == 1
     assert store.list_raw_days(workspace_id) == [day_10]
 
 

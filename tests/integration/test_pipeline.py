@@ -26,7 +26,7 @@ from shared.aggregate import UsageRow
 from shared.errors import DatabaseUnavailable
 from shared.plans import Plan
 from shared.rawstore import quarantine_name
-from shared.retention import PurgeReport, run_retention
+from shared.retention import PurgeReport, Retention
 from shared.workspaces import Workspace, WorkspaceState, new_shared_key, shared_key_secret_name
 from tests.support.datacollector import blob_created_event, signed_request, timer_request
 from tests.support.runtime import Runtime
@@ -448,7 +448,7 @@ def put_days(service: BlobServiceClient, workspace_id: str, days: list[date]) ->
 
 
 def report_of(reports: list[PurgeReport], workspace_id: str) -> PurgeReport:
-    [report] = [r for r in reports if r.workspace_id == workspace_id]
+    [report] = [r for r in reports if isinstance(r, PurgeReport) and r.workspace_id == workspace_id]
     return report
 
 
@@ -469,9 +469,7 @@ def test_given_free_and_standard_workspaces_when_retention_runs_then_exactly_the
     standard_names = put_days(service, standard, standard_expired + standard_kept)
     current = sqlite_runtime.services
 
-    reports = run_retention(
-        now=RETENTION_NOW, registry=current.registry, raw_store=current.raw_store, audit=current.audit
-    )
+    reports = Retention.from_services(current).run(now=RETENTION_NOW)
 
     assert report_of(reports, free).days_deleted == free_expired
     assert report_of(reports, free).blobs_deleted == 2 * len(free_expired)
@@ -482,9 +480,7 @@ def test_given_free_and_standard_workspaces_when_retention_runs_then_exactly_the
     assert sorted(current.raw_store.list_raw_days(free)) == free_kept
     assert sorted(current.raw_store.list_raw_days(standard)) == standard_kept
 
-    again = run_retention(
-        now=RETENTION_NOW, registry=current.registry, raw_store=current.raw_store, audit=current.audit
-    )
+    again = Retention.from_services(current).run(now=RETENTION_NOW)
 
     for workspace_id in (free, standard):
         assert report_of(again, workspace_id).days_deleted == []
@@ -501,9 +497,7 @@ def test_given_now_exactly_at_midnight_when_retention_runs_then_the_day_ending_a
     put_days(sqlite_runtime.blob_service, free, [date(2024, 3, 7), date(2024, 3, 8)])
     current = sqlite_runtime.services
 
-    reports = run_retention(
-        now=midnight, registry=current.registry, raw_store=current.raw_store, audit=current.audit
-    )
+    reports = Retention.from_services(current).run(now=midnight)
 
     assert report_of(reports, free).days_deleted == [date(2024, 3, 7)]
     assert current.raw_store.list_raw_days(free) == [date(2024, 3, 8)]

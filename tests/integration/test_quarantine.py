@@ -280,5 +280,5 @@ def test_given_a_quarantined_blob_past_the_window_when_retention_runs_then_it_is
     store.quarantine_raw(workspace_id, name, reason="InvalidDataFormat", detail="corrupt")
 
     assert old_day.date() in store.list_raw_days(workspace_id)
-    assert store.delete_raw_day(workspace_id, old_day.date()) == 1
+    assert store.delete_raw_day(workspace_id, old_day.date()).blobs == 1
     assert sqlite_runtime.blobs() == []

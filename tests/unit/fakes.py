@@ -4,16 +4,48 @@ adapters are exercised against Azurite and the databases in tests/integration.""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from typing import Any
 
 from shared.aggregate import Aggregates, UsageRow
 from shared.audit import AuditChain, AuditEntry, AuditHead
+from shared.diagnostics import Checkpoint, DiagnosticsSource, DiagnosticsTable, Position
 from shared.errors import BlobNotFound, NotFound, WorkspaceNotFound
-from shared.ids import RAW_PREFIX, day_prefix
+from shared.ids import RawBlobName, day_prefix
 from shared.processing import LedgerEntry
-from shared.rawstore import QUARANTINE_PREFIX, RawBlob, quarantine_metadata, quarantine_name
+from shared.rawstore import (
+    QUARANTINE_PREFIX,
+    DeletedBlobs,
+    RawBlob,
+    parse_day_prefix,
+    quarantine_metadata,
+    quarantine_name,
+)
+from shared.retention import HeldRows
 from shared.workspaces import Workspace
+from tests.unit.fakes_agents import MemoryAgentRegistry
+
+
+class Killed(BaseException):
+    """The process died: not an error the code under test handles (it is not an Exception)."""
+
+
+@dataclass
+class Kill:
+    """Shared by the fakes of one run: the run dies at the deletion after `deletions` deletions."""
+
+    deletions: int
+
+    def tick(self) -> None:
+        if self.deletions <= 0:
+            raise Killed
+        self.deletions -= 1
+
+
+def day_of(blob_name: str) -> date | None:
+    """The day of a raw or quarantined blob's name."""
+    return parse_day_prefix(blob_name.removeprefix(QUARANTINE_PREFIX)[: len("raw/yyyy/MM/dd/")])
 
 
 @dataclass
@@ -21,6 +53,7 @@ class MemoryRawStore:
     blobs: dict[tuple[str, str], RawBlob] = field(default_factory=dict)
     containers: set[str] = field(default_factory=set)
     quarantine_error: Exception | None = None  # raised once by the next quarantine_raw
+    kill: Kill | None = None  # counts deletions down to a killed run
 
     def create_workspace_container(self, workspace_id: str) -> None:
         self.containers.add(workspace_id)
@@ -37,24 +70,28 @@ class MemoryRawStore:
         except KeyError:
             raise BlobNotFound(blob_name) from None
 
-    def list_raw_days(self, workspace_id: str) -> list[date]:
-        days = set()
-        for ws, name in self.blobs:
-            raw = name.removeprefix(QUARANTINE_PREFIX)
-            if ws == workspace_id and raw.startswith(RAW_PREFIX):
-                year, month, day = raw.split("/")[1:4]
-                days.add(date(int(year), int(month), int(day)))
-        return sorted(days)
-
-    def delete_raw_day(self, workspace_id: str, day: date) -> int:
-        doomed = [
-            k
-            for k in self.blobs
-            if k[0] == workspace_id and k[1].removeprefix(QUARANTINE_PREFIX).startswith(day_prefix(day))
-        ]
-        for key in doomed:
+    def delete_workspace_container(self, workspace_id: str) -> None:
+        if self.kill is not None:
+            self.kill.tick()
+        self.containers.discard(workspace_id)
+        for key in [k for k in self.blobs if k[0] == workspace_id]:
             del self.blobs[key]
-        return len(doomed)
+
+    def list_raw_days(self, workspace_id: str, *, before: date | None = None) -> list[date]:
+        days = {day_of(name) for ws, name in self.blobs if ws == workspace_id}
+        return sorted(d for d in days if d is not None and (before is None or d < before))
+
+    def list_raw_day_names(self, workspace_id: str, day: date) -> list[str]:
+        return [name for ws, name in sorted(self.blobs) if ws == workspace_id and day_of(name) == day]
+
+    def delete_raw_day(self, workspace_id: str, day: date) -> DeletedBlobs:
+        blobs = size = 0
+        for name in self.list_raw_day_names(workspace_id, day):
+            if self.kill is not None:
+                self.kill.tick()
+            size += len(self.blobs.pop((workspace_id, name)).data)
+            blobs += 1
+        return DeletedBlobs(blobs=blobs, bytes=size)
 
     def quarantine_raw(self, workspace_id: str, blob_name: str, *, reason: str, detail: str) -> None:
         target = (workspace_id, quarantine_name(blob_name))
@@ -93,6 +130,9 @@ class MemoryRegistry:
         if workspace.workspace_id not in self.workspaces:
             raise WorkspaceNotFound(workspace.workspace_id)
         self.workspaces[workspace.workspace_id] = workspace
+
+    def delete_workspace(self, workspace_id: str) -> None:
+        self.workspaces.pop(workspace_id, None)
 
 
 @dataclass
@@ -160,3 +200,127 @@ class MemoryAuditStore:
 
     def workspaces(self) -> list[str | None]:
         return list(self.entries)
+
+
+AGGREGATE_TABLES = ("usage_hourly", "perf_hourly", "events_hourly", "syslog_hourly")
+
+
+@dataclass
+class MemoryRetentionDatabase:
+    """The retention side of shared.sql.Database: aggregate rows as (table, workspace, hour, key) and
+    ledger rows as (workspace, blob name)."""
+
+    aggregates: set[tuple[str, str, datetime, int]] = field(default_factory=set)
+    ledger: set[tuple[str, str]] = field(default_factory=set)
+    kill: Kill | None = None
+
+    def purge_aggregates(self, workspace_id: str, *, before: datetime, batch_rows: int) -> int:
+        doomed = sorted(r for r in self.aggregates if r[1] == workspace_id and r[2] < before)
+        return self._delete(self.aggregates, doomed)
+
+    def purge_ledger(self, workspace_id: str, *, before: date, batch_rows: int) -> int:
+        doomed = sorted(r for r in self.ledger if r[0] == workspace_id and r[1] < day_prefix(before))
+        return self._delete(self.ledger, doomed)
+
+    def _delete(self, rows: set[Any], doomed: list[Any]) -> int:
+        for row in doomed:
+            if self.kill is not None:
+                self.kill.tick()
+            rows.discard(row)
+        return len(doomed)
+
+    def held_aggregates(self, workspace_id: str, *, before: datetime) -> list[HeldRows]:
+        held = []
+        for table in AGGREGATE_TABLES:
+            hours = [r[2] for r in self.aggregates if r[0] == table and r[1] == workspace_id]
+            held.append(
+                HeldRows(
+                    table=table,
+                    rows=len(hours),
+                    oldest=min(hours, default=None),
+                    outside=sum(hour < before for hour in hours),
+                )
+            )
+        return held
+
+    def held_ledger(self, workspace_id: str, *, before: date) -> HeldRows:
+        names = sorted(n for ws, n in self.ledger if ws == workspace_id)
+        oldest = RawBlobName.parse(names[0]) if names else None
+        return HeldRows(
+            table="processed_blobs",
+            rows=len(names),
+            oldest=None if oldest is None else oldest.hour,
+            outside=sum(n < day_prefix(before) for n in names),
+        )
+
+    def ledger_days(self, workspace_id: str, *, since: date) -> list[date]:
+        days = {day_of(n) for ws, n in self.ledger if ws == workspace_id}
+        return sorted(d for d in days if d is not None and d >= since)
+
+    def list_ledger_names(self, workspace_id: str, *, day: date) -> list[str]:
+        return sorted(n for ws, n in self.ledger if ws == workspace_id and n.startswith(day_prefix(day)))
+
+
+class MemoryAgents(MemoryAgentRegistry):
+    def delete_workspace_agents(self, workspace_id: str) -> int:
+        doomed = [key for key in self.agents if key[0] == workspace_id]
+        for key in doomed:
+            del self.agents[key]
+        return len(doomed)
+
+
+@dataclass
+class MemorySources:
+    """The SourceRegistry contract: a checkpoint is replaced only while its etag is the stored one."""
+
+    sources: dict[str, DiagnosticsSource] = field(default_factory=dict)
+    checkpoints: dict[tuple[str, DiagnosticsTable], Checkpoint] = field(default_factory=dict)
+    versions: int = 0
+
+    def list_sources(self, workspace_id: str | None = None) -> list[DiagnosticsSource]:
+        return [s for s in self.sources.values() if workspace_id in (None, s.workspace_id)]
+
+    def get_source(self, source_id: str) -> DiagnosticsSource:
+        try:
+            return self.sources[source_id]
+        except KeyError:
+            raise NotFound(source_id) from None
+
+    def create_source(self, source: DiagnosticsSource, *, start: Position) -> None:
+        self.sources[source.source_id] = source
+        for table in source.tables:
+            self.checkpoints[(source.source_id, table)] = Checkpoint(
+                source.source_id, table, start, None, self._etag()
+            )
+
+    def delete_source(self, source_id: str) -> None:
+        self.sources.pop(source_id, None)
+        for key in [k for k in self.checkpoints if k[0] == source_id]:
+            del self.checkpoints[key]
+
+    def get_checkpoint(self, source_id: str, table: DiagnosticsTable) -> Checkpoint:
+        try:
+            return self.checkpoints[(source_id, table)]
+        except KeyError:
+            raise NotFound(source_id) from None
+
+    def try_replace_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint | None:
+        key = (checkpoint.source_id, checkpoint.table)
+        if key not in self.checkpoints or self.checkpoints[key].etag != checkpoint.etag:
+            return None
+        self.checkpoints[key] = replace(checkpoint, etag=self._etag())
+        return self.checkpoints[key]
+
+    def _etag(self) -> str:
+        self.versions += 1
+        return f"W/{self.versions}"
+
+
+class MemoryCounters:
+    """Daily ingestion counters by workspace, as retention's removal sees them."""
+
+    def __init__(self) -> None:
+        self.days: dict[str, set[date]] = {}
+
+    def delete_workspace_counters(self, workspace_id: str) -> int:
+        return len(self.days.pop(workspace_id, set()))

@@ -240,7 +240,7 @@ def test_given_a_quarantined_blob_then_its_day_counts_for_retention_and_goes_wit
     harness.deliver()
 
     (day,) = harness.store.list_raw_days(WS)
-    assert harness.store.delete_raw_day(WS, day) == 1
+    assert harness.store.delete_raw_day(WS, day).blobs == 1
     assert harness.store.names(WS) == []
 
 

@@ -1,0 +1,3 @@
+-- params: before, workspace_id
+SELECT COUNT(*), MIN(blob_name), SUM(CASE WHEN blob_name < CAST(? AS varchar) THEN 1 ELSE 0 END)
+FROM processed_blobs WHERE workspace_id = CAST(? AS varchar)
