@@ -6,12 +6,13 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 STAMP_APT := .local/.apt-installed
+STAMP_CHECKOV := $(VENV)/checkov/.installed
 APT_PACKAGES := unixodbc unixodbc-dev odbc-postgresql postgresql
 FUNCTION_FOLDERS := $(patsubst %/function.json,%,$(wildcard */function.json))
 
 .PHONY: run test lint typecheck unit bench deps clean
 
-deps: $(STAMP_PY) $(STAMP_NODE) $(STAMP_APT)
+deps: $(STAMP_PY) $(STAMP_NODE) $(STAMP_APT) $(STAMP_CHECKOV)
 
 $(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -19,6 +20,12 @@ $(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $@
+
+# checkov (tests/infra) in a venv of its own: it pins packaging<24, which pytest cannot use.
+$(STAMP_CHECKOV): infra/requirements-checkov.txt | $(STAMP_PY)
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet -r infra/requirements-checkov.txt
 	@touch $@
 
 $(STAMP_NODE): package.json

@@ -1,7 +1,13 @@
+// Log Analytics + workspace-based Application Insights. Local (key) authentication is off on both:
+// telemetry is accepted only with a Microsoft Entra token (the app identity holds Monitoring Metrics
+// Publisher on the component, rbac.bicep; the host signs in through APPLICATIONINSIGHTS_AUTHENTICATION_STRING).
 param logAnalyticsName string
 param appInsightsName string
 param location string
 param tags object
+@minValue(30)
+@maxValue(730)
+param retentionInDays int = 90 // SQL and Key Vault audit records are kept this long
 
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: logAnalyticsName
@@ -9,7 +15,8 @@ resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   tags: tags
   properties: {
     sku: { name: 'PerGB2018' }
-    retentionInDays: 30
+    retentionInDays: retentionInDays
+    features: { disableLocalAuth: true }
   }
 }
 
@@ -21,9 +28,10 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: logAnalytics.id
-    DisableLocalAuth: true // ingestion with the app's identity only
+    DisableLocalAuth: true
   }
 }
 
+output logAnalyticsId string = logAnalytics.id
 output appInsightsName string = appInsights.name
 output appInsightsConnectionString string = appInsights.properties.ConnectionString
