@@ -12,6 +12,8 @@ from shared.settings import Settings
 from shared.telemetry import configure_telemetry
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
     from shared.agents import Enrollment
     from shared.audit import AuditLog, AuthFailureRecorder
     from shared.azure_storage import BlobRawStore, TableAgentRegistry, TableWorkspaceRegistry
@@ -148,10 +150,21 @@ def services() -> Services:
         if _services is None:
             settings = Settings.from_env()
             configure_telemetry(
-                level=settings.log_level, appinsights_connection_string=settings.appinsights_connection_string
+                level=settings.log_level,
+                appinsights_connection_string=settings.appinsights_connection_string,
+                credential=telemetry_credential(settings),
             )
             _services = build_services(settings)
         return _services
+
+
+def telemetry_credential(settings: Settings) -> TokenCredential | None:
+    """The app's identity where storage uses one too (Azure); none with connection strings (local)."""
+    if not settings.appinsights_connection_string or settings.storage.connection_string:
+        return None
+    from shared.azure_storage import credential_for
+
+    return credential_for(settings.storage)
 
 
 def reset_services() -> None:

@@ -8,7 +8,10 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 LOGGER_NAME = "sluice"
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -45,10 +48,16 @@ def install_json_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def configure_telemetry(*, level: str, appinsights_connection_string: str | None) -> None:
+def configure_telemetry(
+    *, level: str, appinsights_connection_string: str | None, credential: TokenCredential | None = None
+) -> None:
+    """`credential`: the app's identity, which Application Insights requires once its local
+    (connection-string) authentication is off, as infra/ provisions it; None sends with the key alone."""
     logging.getLogger(LOGGER_NAME).setLevel(level)
     if appinsights_connection_string:
         # Imported here: it costs hundreds of milliseconds and only Azure deployments need it.
         from azure.monitor.opentelemetry import configure_azure_monitor
 
-        configure_azure_monitor(connection_string=appinsights_connection_string, logger_name=LOGGER_NAME)
+        configure_azure_monitor(
+            connection_string=appinsights_connection_string, credential=credential, logger_name=LOGGER_NAME
+        )

@@ -6,10 +6,12 @@ import importlib
 import pkgutil
 
 import pytest
+from azure.identity import ManagedIdentityCredential
 
 import shared
 from shared import errors
 from shared.errors import ConfigurationError, http_status
+from shared.runtime import telemetry_credential
 from shared.settings import AZURITE_CONNECTION_STRING, Settings, SqlDialect
 
 BASE = {
@@ -41,15 +43,34 @@ def test_given_no_storage_when_reading_then_error_names_both_forms() -> None:
 
 
 def test_given_identity_connection_when_reading_then_service_uris_and_client_id() -> None:
-    env = {k: v for k, v in BASE.items() if k != "SLUICE_STORAGE"} | {
-        "SLUICE_STORAGE__blobServiceUri": "https://acct.blob.core.windows.net",
-        "SLUICE_STORAGE__tableServiceUri": "https://acct.table.core.windows.net",
-        "SLUICE_STORAGE__credential": "managedidentity",
-        "SLUICE_STORAGE__clientId": "client-guid",
-    }
+    env = {k: v for k, v in BASE.items() if k != "SLUICE_STORAGE"} | IDENTITY_STORAGE
     storage = Settings.from_env(env).storage
     assert storage.connection_string is None
     assert (storage.credential, storage.client_id) == ("managedidentity", "client-guid")
+
+
+IDENTITY_STORAGE = {
+    "SLUICE_STORAGE__blobServiceUri": "https://acct.blob.core.windows.net",
+    "SLUICE_STORAGE__tableServiceUri": "https://acct.table.core.windows.net",
+    "SLUICE_STORAGE__credential": "managedidentity",
+    "SLUICE_STORAGE__clientId": "client-guid",
+}
+APP_INSIGHTS = {
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000"
+}
+
+
+def test_given_identity_storage_and_app_insights_then_telemetry_is_sent_as_the_app_identity() -> None:
+    env = {k: v for k, v in BASE.items() if k != "SLUICE_STORAGE"} | IDENTITY_STORAGE | APP_INSIGHTS
+
+    credential = telemetry_credential(Settings.from_env(env))
+
+    assert isinstance(credential, ManagedIdentityCredential)
+
+
+@pytest.mark.parametrize("extra", [{}, APP_INSIGHTS], ids=["no Application Insights", "connection string"])
+def test_given_no_identity_or_no_app_insights_then_telemetry_has_no_credential(extra: dict[str, str]) -> None:
+    assert telemetry_credential(Settings.from_env(BASE | extra)) is None
 
 
 def test_given_unknown_dialect_when_reading_then_allowed_values_listed() -> None:
