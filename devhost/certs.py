@@ -4,7 +4,7 @@ localhost, IP 127.0.0.1/32 and ::1/128), so trusting it vouches for no other nam
 leaks. Both are kept in the state dir and made again only when missing, unreadable or about to expire,
 so a CA a developer trusted keeps working across starts; a CA without those constraints (made before
 they were added) is replaced once. Private keys are owner-only (0600); every file is replaced whole
-(write_atomically), and two hosts starting on one state dir take turns on a lock file, so a certificate
+(write_durably), and two hosts starting on one state dir take turns on a lock file, so a certificate
 and its key always come from the same run."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from devhost.files import write_atomically
+from shared.durable import write_durably
 
 CA_FILE = "ca.pem"
 CA_KEY_FILE = "ca-key.pem"
@@ -219,5 +219,5 @@ def _write_pair(cert_file: Path, key_file: Path, pair: _Pair) -> None:
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    write_atomically(key_file, key_pem, mode=0o600)
-    write_atomically(cert_file, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+    write_durably(key_file, key_pem)
+    write_durably(cert_file, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)

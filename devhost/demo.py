@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from devhost.files import write_atomically
+from shared.durable import write_durably
 from shared.errors import NotFound
 from shared.runtime import Services
 from shared.workspaces import create_workspace, shared_key_secret_name
@@ -26,7 +26,7 @@ def write_demo_workspace(path: Path, current: Services, *, endpoint: str, ca_fil
         "ca_file": str(ca_file.resolve()),
     }
     # Owner-only, since it holds a key; replaced whole, so a reader never sees half a file.
-    write_atomically(path, json.dumps(document, indent=2).encode("utf-8"), mode=0o600)
+    write_durably(path, json.dumps(document, indent=2).encode("utf-8"))
 
 
 def _existing(path: Path, current: Services) -> tuple[str, str] | None:

@@ -25,9 +25,9 @@ import azure.functions as func
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
-from devhost.files import write_atomically
 from devhost.functions import FunctionSpec
 from devhost.worker import BackgroundWorker
+from shared.durable import write_durably
 from shared.ids import CONTAINER_PREFIX, workspace_of_container
 from shared.processing import BLOB_CREATED
 
@@ -301,5 +301,5 @@ class BlobCreatedDispatcher(BackgroundWorker):
         }
         self._dead_letter_dir.mkdir(parents=True, exist_ok=True)
         path = self._dead_letter_dir / f"{delivery.document['id']}.json"
-        write_atomically(path, json.dumps(entry, indent=2).encode("utf-8"), mode=0o644)
+        write_durably(path, json.dumps(entry, indent=2).encode("utf-8"), mode=0o644)
         return path

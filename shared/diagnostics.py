@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from shared.errors import BadRequest, NotFound, SluiceError
+from shared.errors import BadRequest, DiagnosticsIncomplete, NotFound, SluiceError
 from shared.ingest import Batch, ParsedBody, Writer
 from shared.rawstore import gzip_bytes
 from shared.records import MAX_PAST
@@ -580,7 +580,10 @@ class DiagnosticsReader:
         self._max_bytes = max_bytes
 
     def run(self) -> list[TableReport]:
+        """Every source gets its turn even if another fails; the failures are raised together at the
+        end (DiagnosticsIncomplete, carrying the reports of what was read)."""
         reports: list[TableReport] = []
+        failed: list[str] = []
         for source in self._sources.list_sources():
             try:
                 reports.extend(self.read_source(source))
@@ -588,6 +591,12 @@ class DiagnosticsReader:
                 workspace_log(log, source.workspace_id).error(
                     "diagnostics source %s was not read: %s: %s", source.source_id, error.code, error.message
                 )
+                failed.append(source.source_id)
+        if failed:
+            raise DiagnosticsIncomplete(
+                f"{len(failed)} diagnostics source(s) could not be read: {', '.join(failed)}.",
+                reports=reports,
+            )
         return reports
 
     def read_source(self, source: DiagnosticsSource) -> list[TableReport]:

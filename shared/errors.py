@@ -34,6 +34,7 @@
     ├── DatabaseError                      500: the database refused a statement (not transient)
     ├── CorruptBlob                        500: a raw blob's content does not match its metadata
     ├── RetentionIncomplete                retention could not purge some workspaces (others were purged)
+    ├── DiagnosticsIncomplete              some diagnostics sources could not be read (others were read)
     ├── NotFound                           a named thing does not exist (SDK 404s translated here)
     │   ├── WorkspaceNotFound
     │   ├── AgentNotFound
@@ -224,6 +225,16 @@ class CorruptBlob(SluiceError):
 
 class RetentionIncomplete(SluiceError):
     code = "RetentionIncomplete"
+
+    def __init__(self, message: str, *, reports: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.reports = reports or []
+
+
+class DiagnosticsIncomplete(SluiceError):
+    """Raised after every source had its turn, so the timer's invocation shows failed."""
+
+    code = "DiagnosticsIncomplete"
 
     def __init__(self, message: str, *, reports: list[Any] | None = None) -> None:
         super().__init__(message)

@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from shared.agentclient.config import AgentIdentity, AuthMode, StateDir
-from shared.agentclient.durable import ensure_private_directory, write_durably
 from shared.agentclient.errors import AgentConfigError, EnrollmentFailed
 from shared.agentclient.transport import HttpAnswer, Transport
 from shared.agents import thumbprint
+from shared.durable import ensure_private_directory, write_durably
 from shared.sharedkey import decode_key
 
 CERTIFICATE_VALIDITY = timedelta(days=365)

@@ -1,7 +1,7 @@
 """The durable on-disk spool: every batch is a file in `spool/`, kept until the service answers 2xx.
 
 A batch counts as taken only once it is on disk for good: written to a temporary file, fsync'ed,
-renamed to its final name, and the directory fsync'ed (shared.agentclient.durable). A tail advances
+renamed to its final name, and the directory fsync'ed (shared.durable). A tail advances
 its checkpoint only after that, so `kill -9` or a power cut at any point loses nothing: what was not
 taken is read again, what was taken is sent (again, if its 2xx was lost: at least once).
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import orjson
 
-from shared.agentclient.durable import (
+from shared.durable import (
     OWNER_ONLY_FILE,
     ensure_private_directory,
     move_durably,

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import orjson
 
-from shared.agentclient.durable import ensure_private_directory, write_durably
+from shared.durable import ensure_private_directory, write_durably
 
 FINGERPRINT_BYTES = 1024
 # One read takes at most this much of the file; a line longer than that is cut into pieces.

@@ -36,7 +36,7 @@ from shared.diagnostics import (
     split_counter_path,
     to_record,
 )
-from shared.errors import BadRequest, NotFound, StorageRejected
+from shared.errors import BadRequest, DiagnosticsIncomplete, NotFound, StorageRejected
 from shared.ingest import Accepted, Batch
 from shared.plans import Plan
 from shared.workspaces import Workspace, WorkspaceState
@@ -566,9 +566,10 @@ def test_given_a_source_that_fails_then_the_other_sources_are_read() -> None:
     ready.sources.create_source(broken, start=Position.before_time(NOW - timedelta(hours=3)))
     ready.sources.sources = {broken.source_id: broken, ready.source.source_id: ready.source}
 
-    reports = ready.reader().run()
+    with pytest.raises(DiagnosticsIncomplete, match=broken.source_id) as incomplete:
+        ready.reader().run()
 
-    assert [(r.source_id, r.records) for r in reports] == [(ready.source.source_id, 1)]
+    assert [(r.source_id, r.records) for r in incomplete.value.reports] == [(ready.source.source_id, 1)]
 
 
 def test_given_a_failure_reading_the_table_then_the_lease_stays_until_it_expires() -> None:
@@ -579,7 +580,8 @@ def test_given_a_failure_reading_the_table_then_the_lease_stays_until_it_expires
             raise StorageRejected("Storage refused the request (status 403).")
 
     ready.tables = Refusing()
-    assert ready.reader().run() == []
+    with pytest.raises(DiagnosticsIncomplete):
+        ready.reader().run()
 
     checkpoint = ready.sources.get_checkpoint(ready.source.source_id, PERF)
     assert checkpoint.leased_until == NOW + LEASE

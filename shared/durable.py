@@ -22,12 +22,16 @@ def ensure_private_directory(directory: Path) -> Path:
     return directory
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Replaces `path` with `data`, owner-only; returns once both the file and its name are on disk."""
-    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX)  # created 0600
+def write_durably(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replaces `path` with `data`, its permissions exactly `mode` (owner-only unless asked); returns
+    once both the file and its name are on disk. The bytes go to a temporary file of this call's own
+    (created O_EXCL, owner-only, then set to `mode`), so no file left at a fixed temporary name, nor
+    another writer at the same moment, can lend it their permissions or mix in their bytes."""
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX)
     temporary = Path(name)
     try:
         with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
