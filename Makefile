@@ -7,10 +7,10 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 STAMP_APT := .local/.apt-installed
 STAMP_CHECKOV := $(VENV)/checkov/.installed
-APT_PACKAGES := unixodbc unixodbc-dev odbc-postgresql postgresql
+APT_PACKAGES := unixodbc unixodbc-dev odbc-postgresql postgresql chromium
 FUNCTION_FOLDERS := $(patsubst %/function.json,%,$(wildcard */function.json))
 
-.PHONY: run test lint typecheck unit bench deps clean
+.PHONY: run test test-reliability lint typecheck unit bench deps clean
 
 deps: $(STAMP_PY) $(STAMP_NODE) $(STAMP_APT) $(STAMP_CHECKOV)
 
@@ -33,10 +33,12 @@ $(STAMP_NODE): package.json
 	npm install --no-audit --no-fund --silent
 	@touch $@
 
-# unixODBC, psqlODBC and PostgreSQL: installed when root, otherwise checked with a clear message.
+# unixODBC, psqlODBC, PostgreSQL and Chromium (the dashboard's screenshot test): installed when root,
+# otherwise checked with a clear message.
 $(STAMP_APT):
 	@mkdir -p .local
-	@if odbcinst -q -d -n "PostgreSQL Unicode" >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if odbcinst -q -d -n "PostgreSQL Unicode" >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  && command -v chromium >/dev/null; then \
 	  true; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
@@ -58,6 +60,11 @@ typecheck: $(STAMP_PY)
 
 test: deps lint typecheck
 	$(VENV)/bin/pytest
+
+# The reliability suite at full scale (faults, hostile input, load, cross-tenant matrix); `make test`
+# runs the same tests at a bounded scale. Prints the figures and writes .local/reliability.json.
+test-reliability: deps
+	SLUICE_RELIABILITY_SCALE=full $(VENV)/bin/pytest tests/reliability
 
 bench: deps
 	$(PY) -m bench
