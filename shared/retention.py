@@ -21,7 +21,8 @@ runs end where one would have."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -231,6 +232,7 @@ class Retention:
     delete_grace: timedelta
     plans: Mapping[Plan, PlanLimits] = field(default_factory=lambda: PLAN_LIMITS)
     batch_rows: int = PURGE_BATCH_ROWS
+    actor: str = RETENTION_ACTOR  # the timer; an operator's login when the CLI runs it
 
     @classmethod
     def from_services(cls, current: Services) -> Retention:
@@ -283,7 +285,7 @@ class Retention:
         workspace_id = workspace.workspace_id
         windows = self.windows(workspace, now=now)
         report = PurgeReport(workspace_id=workspace_id, windows=windows)
-        try:
+        with self._audited(report):
             listed = self.raw_days.list_raw_days(workspace_id, before=windows.raw_from)
             # The store lists only days before the bound; checked again here, where the promise is made.
             for day in (d for d in listed if d < windows.raw_from):
@@ -298,12 +300,6 @@ class Retention:
             report.ledger_rows_deleted = self.database.purge_ledger(
                 workspace_id, before=windows.raw_from, batch_rows=self.batch_rows
             )
-        except SluiceError as error:
-            self.audit.record(
-                workspace_id, RETENTION_ACTOR, report.action, **report.details(), incomplete=error.code
-            )
-            raise
-        self.audit.record(workspace_id, RETENTION_ACTOR, report.action, **report.details())
         workspace_log(log, workspace_id).info(
             "retention (%s, %d days): deleted %d blobs (%d bytes) in %d day prefixes, %d aggregate rows, "
             "%d ledger rows",
@@ -331,30 +327,44 @@ class Retention:
         if not self._removal_due(workspace, now=now):
             return None
         report = RemovalReport(workspace_id=workspace_id, deleted_at=workspace.deleted_at)
-        self.containers.delete_workspace_container(workspace_id)
-        report.aggregate_rows_deleted = self.database.purge_aggregates(
-            workspace_id, before=END_OF_TIME, batch_rows=self.batch_rows
-        )
-        report.ledger_rows_deleted = self.database.purge_ledger(
-            workspace_id, before=END_OF_TIME.date(), batch_rows=self.batch_rows
-        )
-        for name in all_secret_names(workspace_id):
-            self.secrets.delete_secret(name)
-        report.agents_deleted = self.agents.delete_workspace_agents(workspace_id)
-        report.counters_deleted = self.counters.delete_workspace_counters(workspace_id)
-        for source in self.sources.list_sources(workspace_id):
-            remove_source(
-                sources=self.sources,
-                secrets=self.secrets,
-                workspace_id=workspace_id,
-                source_id=source.source_id,
+        # Audited before the registry entry goes: once that is gone no later run would find the
+        # workspace to audit. A run that stops part way audits what it removed; the next one finishes.
+        with self._audited(report):
+            self.containers.delete_workspace_container(workspace_id)
+            report.aggregate_rows_deleted = self.database.purge_aggregates(
+                workspace_id, before=END_OF_TIME, batch_rows=self.batch_rows
             )
-            report.diagnostics_sources_deleted += 1
-        # Before the registry entry: once that is gone no later run would find the workspace to audit.
-        self.audit.record(workspace_id, RETENTION_ACTOR, report.action, **report.details())
+            report.ledger_rows_deleted = self.database.purge_ledger(
+                workspace_id, before=END_OF_TIME.date(), batch_rows=self.batch_rows
+            )
+            for name in all_secret_names(workspace_id):
+                self.secrets.delete_secret(name)
+            report.agents_deleted = self.agents.delete_workspace_agents(workspace_id)
+            report.counters_deleted = self.counters.delete_workspace_counters(workspace_id)
+            for source in self.sources.list_sources(workspace_id):
+                remove_source(
+                    sources=self.sources,
+                    secrets=self.secrets,
+                    workspace_id=workspace_id,
+                    source_id=source.source_id,
+                )
+                report.diagnostics_sources_deleted += 1
         self.registry.delete_workspace(workspace_id)
         workspace_log(log, workspace_id).info("workspace removed after its grace period")
         return report
+
+    @contextmanager
+    def _audited(self, report: PurgeReport | RemovalReport) -> Iterator[None]:
+        """Appends `report` to the workspace's audit log once the work in the block is done; a failure
+        part way is audited too (what went, and why it stopped), then raised."""
+        try:
+            yield
+        except SluiceError as error:
+            self.audit.record(
+                report.workspace_id, self.actor, report.action, **report.details(), incomplete=error.code
+            )
+            raise
+        self.audit.record(report.workspace_id, self.actor, report.action, **report.details())
 
     def _removal_due(self, workspace: Workspace, *, now: datetime) -> bool:
         due = removal_due_at(workspace, grace=self.delete_grace)

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.cli.common import print_json, print_rows, services
+from shared.cli.common import operator_actor, print_json, print_rows, services
 from shared.ids import parse_workspace_id
 from shared.retention import HeldRows, Holdings, Retention
 from shared.workspaces import Workspace
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    reports = Retention.from_services(services()).run(now=_now(args))
+    """As the timer does, audited as the operator. Not as of a later instant: that would delete data
+    still inside its window, and remove deleted workspaces before their grace period ends."""
+    now = _now(args)
+    if now > datetime.now(UTC):
+        raise SystemExit("sluice: retention run --now must not be in the future")
+    retention = replace(Retention.from_services(services()), actor=operator_actor())
+    reports = retention.run(now=now)
     print_json([{"workspace_id": r.workspace_id, "action": r.action.value, **r.details()} for r in reports])
     return 0
 

@@ -630,3 +630,31 @@ def test_given_a_workspace_when_reporting_then_its_windows_and_holdings_are_prin
     }
     assert held["processed_blobs"]["count"] == 2 and held["processed_blobs"]["outside"] == 1
     assert held["usage_hourly"]["kept_from"] == "2023-02-19T02:00:00+00:00"
+
+
+def test_given_a_future_instant_when_running_retention_from_the_cli_then_it_is_refused(
+    runtime: Runtime,
+) -> None:
+    workspace_id = runtime.new_workspace(Plan.FREE).workspace.workspace_id
+    Seeded(workspace_id).add_blob(runtime, datetime.now(UTC) - timedelta(days=1))
+    tomorrow_week = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+
+    with pytest.raises(SystemExit, match="must not be in the future"):
+        sluice(["retention", "run", "--now", tomorrow_week])
+
+    assert len(list(runtime.blob_service.get_container_client(f"ws-{workspace_id}").list_blobs())) == 1
+
+
+def test_given_an_operator_running_retention_then_the_purge_is_audited_as_that_operator(
+    runtime: Runtime,
+) -> None:
+    workspace_id = runtime.new_workspace(Plan.FREE).workspace.workspace_id
+
+    assert sluice(["retention", "run"]) == 0
+
+    [entry] = [
+        e
+        for e in runtime.services.audit.read(workspace_id).entries
+        if e.action == AuditAction.RETENTION_PURGE
+    ]
+    assert entry.actor.startswith("operator:")

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from shared.agents import Agent, AgentState
 from shared.audit import AuditAction, AuditLog
 from shared.diagnostics import CredentialKind, DiagnosticsSource, DiagnosticsTable, Position, sas_secret_name
+from shared.errors import RetentionIncomplete, StorageUnavailable
 from shared.ids import RawBlobName
 from shared.plans import AGGREGATE_RETENTION_DAYS, PLAN_LIMITS, Plan, PlanLimits
 from shared.rawstore import quarantine_name
@@ -394,6 +395,33 @@ def test_given_a_deleted_workspace_past_grace_when_retention_runs_then_all_but_i
     assert len(world.agents.list_agents(kept)) == 1
     assert kept in world.counters.days
     assert len(world.sources.list_sources(kept)) == 1
+
+
+def test_given_a_removal_that_stops_part_way_then_what_went_is_audited_and_the_next_run_finishes() -> None:
+    world = World()
+    removed = populated(world, deleted_at=NOW - GRACE)
+    delete_secret = world.secrets.delete_secret
+    throttled = iter([StorageUnavailable("Key Vault throttled the request (429).")])
+
+    def delete_secret_once_throttled(name: str) -> None:
+        if (error := next(throttled, None)) is not None:
+            raise error
+        delete_secret(name)
+
+    world.secrets.delete_secret = delete_secret_once_throttled  # type: ignore[method-assign]
+
+    with pytest.raises(RetentionIncomplete):
+        world.retention().run(now=NOW)
+    world.retention().run(now=NOW)
+
+    stopped, finished = world.audit_store.read(removed).entries
+    assert (stopped.details["incomplete"], stopped.details["aggregate_rows_deleted"]) == (
+        "ServiceUnavailable",
+        4,
+    )
+    assert stopped.details["ledger_rows_deleted"] == 1
+    assert "incomplete" not in finished.details
+    assert removed not in world.registry.workspaces
 
 
 def test_given_a_workspace_restored_after_the_list_was_read_when_removing_then_it_is_kept() -> None:
