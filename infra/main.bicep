@@ -76,8 +76,17 @@ var loginEndpoint = environment().authentication.loginEndpoint // https://login.
 var deploymentContainerName = 'app-package'
 var deadLetterContainerName = 'eventgrid-deadletter'
 // The tables the code opens (shared: workspaces, agents, assertionids, audit, dcrs, dailyusage,
-// diagsources); tests/infra checks this list against the adapters' defaults.
-var dataTables = ['workspaces', 'agents', 'assertionids', 'audit', 'dcrs', 'dailyusage', 'diagsources']
+// diagsources, readergrants); tests/infra checks this list against the adapters' defaults.
+var dataTables = [
+  'workspaces'
+  'agents'
+  'assertionids'
+  'audit'
+  'dcrs'
+  'dailyusage'
+  'diagsources'
+  'readergrants'
+]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'

@@ -74,6 +74,8 @@ class AuditAction(StrEnum):
     AGENT_REGISTER = "agent.register"
     AGENT_REVOKE = "agent.revoke"
     DCR_CREATE = "dcr.create"
+    READER_GRANT = "reader.grant"  # a principal may read the workspace through the query API
+    READER_REVOKE = "reader.revoke"
     DIAG_SOURCE_ADD = "diag.add_source"
     DIAG_SOURCE_REMOVE = "diag.remove_source"
     RETENTION_PURGE = "retention.purge"
@@ -94,6 +96,8 @@ class AuthFailureReason(StrEnum):
     BAD_ASSERTION = "bad_assertion"
     REPLAYED_ASSERTION = "replayed_assertion"
     BAD_TOKEN = "bad_token"  # noqa: S105 - a reason code, not a token
+    BAD_READER_KEY = "bad_reader_key"
+    NOT_A_READER = "not_a_reader"  # a valid token without the reader role or the workspace's grant
 
 
 def log_name(workspace_id: str | None) -> str:

@@ -9,7 +9,8 @@
     │   │   ├── MissingLogType, InvalidLogType
     │   │   ├── InvalidDataFormat          body is not a JSON object or array of objects
     │   │   ├── InvalidCertificate         enrollment: not a usable public X.509 certificate
-    │   │   └── InvalidStream              Logs Ingestion: the stream is not `Custom-<Table>_CL`
+    │   │   ├── InvalidStream              Logs Ingestion: the stream is not `Custom-<Table>_CL`
+    │   │   └── InvalidQuery               query API: a bad parameter or continuation token
     │   ├── InvalidToken                   401 InvalidAuthenticationToken: bearer token missing or invalid
     │   │   ├── TokenExpired               401 its exp is more than 15 minutes past
     │   │   └── InvalidAudience            401 its aud is not https://monitor.azure.com
@@ -126,6 +127,10 @@ class InvalidCertificate(BadRequest):
 
 class InvalidStream(BadRequest):
     code = "InvalidStream"
+
+
+class InvalidQuery(BadRequest):
+    code = "InvalidQuery"
 
 
 class InvalidToken(RequestRejected):

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from shared.dcrs import TableDcrRegistry
     from shared.ingest import AgentIngest, DataCollectorIngest, LimitedWriter
     from shared.logs_ingestion import LogsIngest
+    from shared.query import Queries
+    from shared.readers import ReaderAuthenticator, TableReaderGrants
     from shared.sql import Database
     from shared.workspaces import SecretStore, WorkspaceDirectory
 
@@ -47,6 +49,9 @@ class Services:
     enrollment: Enrollment
     audit: AuditLog
     auth_failures: AuthFailureRecorder
+    reader_grants: TableReaderGrants
+    readers: ReaderAuthenticator  # who may use the query API
+    queries: Queries
 
 
 def secret_store(settings: Settings) -> SecretStore:
@@ -81,8 +86,10 @@ def build_services(settings: Settings) -> Services:
     from shared.ingest import AgentIngest, DataCollectorIngest, LimitedWriter, RawWriter
     from shared.limits import DailyCap, IngestionRate, IngestLimits
     from shared.logs_ingestion import LogsIngest
+    from shared.query import ContinuationSigner, Queries, continuation_key
+    from shared.readers import READER_AUDIENCE, ReaderAuthenticator, TableReaderGrants
     from shared.sql.azure import database_for
-    from shared.tokens import token_validator
+    from shared.tokens import TokenValidator, signing_keys, token_validator
     from shared.workspaces import WorkspaceDirectory
 
     tables = table_service(settings.storage)
@@ -106,6 +113,8 @@ def build_services(settings: Settings) -> Services:
         trust_forwarded_client_cert=settings.trust_forwarded_client_cert,
     )
     audit = AuditLog(TableAuditStore(tables), clock=utc_now)
+    database = database_for(settings, secrets)
+    reader_grants = TableReaderGrants(tables, clock=utc_now)
     return Services(
         settings=settings,
         raw_store=raw_store,
@@ -114,7 +123,7 @@ def build_services(settings: Settings) -> Services:
         directory=directory,
         agents=agents,
         dcrs=dcrs,
-        database=database_for(settings, secrets),
+        database=database,
         writer=writer,
         data_collector=DataCollectorIngest(directory=directory, writer=writer, clock=utc_now),
         agent_ingest=AgentIngest(
@@ -136,6 +145,25 @@ def build_services(settings: Settings) -> Services:
             audit,
             clock=utc_now,
             executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-audit"),
+        ),
+        reader_grants=reader_grants,
+        readers=ReaderAuthenticator(
+            workspaces=directory,
+            grants=reader_grants,
+            tokens=None
+            if settings.tokens is None
+            else TokenValidator(
+                issuer=settings.tokens.issuer,
+                keys=signing_keys(settings.tokens.jwks_uri),
+                audiences=(READER_AUDIENCE,),
+            ),
+        ),
+        queries=Queries(
+            readers=database.reader,
+            counters=TableDailyCounters(tables),
+            plans=settings.plans,
+            signer=ContinuationSigner(lambda: continuation_key(secrets)),
+            clock=utc_now,
         ),
     )
 

@@ -159,14 +159,24 @@ def unverified_header(token: str) -> dict[str, Any]:
 
 
 class TokenValidator:
-    def __init__(self, *, issuer: str, keys: SigningKeys) -> None:
+    """`audiences`: what `aud` may be, Azure Monitor's by default (the Logs Ingestion API); the query
+    API's validator names Sluice's own application instead (shared.readers)."""
+
+    def __init__(
+        self, *, issuer: str, keys: SigningKeys, audiences: tuple[str, ...] = MONITOR_AUDIENCES
+    ) -> None:
         self._issuer = issuer
         self._keys = keys
+        self._audiences = audiences
 
     def principal(self, authorization: str | None) -> str:
         """The principal of a valid `Authorization: Bearer <JWT>`; InvalidToken (or TokenExpired,
         InvalidAudience) otherwise. The token itself is never logged nor echoed. Its times are checked
         against the wall clock, which PyJWT reads itself: the issuer's clock is a wall clock too."""
+        return principal_of(self.claims(authorization))
+
+    def claims(self, authorization: str | None) -> dict[str, Any]:
+        """The verified claims of a valid `Authorization: Bearer <JWT>` (see principal)."""
         token = _bearer_token(authorization)
         try:
             header = unverified_header(token)
@@ -181,7 +191,7 @@ class TokenValidator:
                 token,
                 key,
                 algorithms=list(ALGORITHMS),
-                audience=list(MONITOR_AUDIENCES),
+                audience=list(self._audiences),
                 issuer=self._issuer,
                 leeway=MAX_CLOCK_SKEW,
                 options={"require": list(REQUIRED_CLAIMS)},
@@ -189,10 +199,10 @@ class TokenValidator:
         except jwt.ExpiredSignatureError:
             raise TokenExpired("The bearer token is expired.") from None
         except jwt.InvalidAudienceError:
-            raise InvalidAudience(f"The bearer token's audience must be {MONITOR_AUDIENCES[0]}.") from None
+            raise InvalidAudience(f"The bearer token's audience must be {self._audiences[0]}.") from None
         except jwt.PyJWTError as error:
             raise InvalidToken(f"The bearer token is not valid: {error}.") from None
-        return _principal(claims)
+        return claims
 
 
 def _bearer_token(authorization: str | None) -> str:
@@ -204,7 +214,7 @@ def _bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def _principal(claims: Mapping[str, Any]) -> str:
+def principal_of(claims: Mapping[str, Any]) -> str:
     for claim in PRINCIPAL_CLAIMS:
         value = claims.get(claim)
         if value is None:

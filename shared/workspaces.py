@@ -78,7 +78,12 @@ def enrollment_key_secret_name(workspace_id: str) -> str:
     return f"ws-{workspace_id}-enrollment-key"
 
 
-KEY_SLOTS = ("primary", "secondary")
+def reader_key_secret_name(workspace_id: str) -> str:
+    return f"ws-{workspace_id}-reader-key"
+
+
+KEY_SLOTS = ("primary", "secondary")  # the shared keys of ingestion
+ROTATABLE_KEYS = (*KEY_SLOTS, "enrollment", "reader")
 
 
 def new_shared_key() -> str:
@@ -91,6 +96,7 @@ class NewWorkspace:
     primary_key: str
     secondary_key: str
     enrollment_key: str
+    reader_key: str
 
 
 def create_workspace(
@@ -110,6 +116,8 @@ def create_workspace(
         secrets.set_secret(shared_key_secret_name(workspace.workspace_id, slot), key)
     enrollment_key = new_shared_key()
     secrets.set_secret(enrollment_key_secret_name(workspace.workspace_id), enrollment_key)
+    reader_key = new_shared_key()
+    secrets.set_secret(reader_key_secret_name(workspace.workspace_id), reader_key)
     containers.create_workspace_container(workspace.workspace_id)
     registry.create_workspace(workspace)
     return NewWorkspace(
@@ -117,19 +125,18 @@ def create_workspace(
         primary_key=keys["primary"],
         secondary_key=keys["secondary"],
         enrollment_key=enrollment_key,
+        reader_key=reader_key,
     )
 
 
 def rotate_key(*, secrets: SecretStore, workspace: Workspace, which: str) -> str:
-    """Replaces one key; the other stays valid, so agents move over without a gap. Caches honour the
-    new key within their TTL (WorkspaceDirectory)."""
-    if which not in (*KEY_SLOTS, "enrollment"):
+    """Replaces one key; the other shared key stays valid, so agents move over without a gap. Caches
+    honour the new key within their TTL (WorkspaceDirectory). The reader key has one slot: rotating it
+    refuses the old one at once (within the TTL); a workspace made before reader keys gets its first
+    one this way."""
+    if which not in ROTATABLE_KEYS:
         raise ValueError(f"unknown key {which!r}")
-    name = (
-        enrollment_key_secret_name(workspace.workspace_id)
-        if which == "enrollment"
-        else shared_key_secret_name(workspace.workspace_id, which)
-    )
+    name = _key_secret_name(workspace.workspace_id, which)
     key = new_shared_key()
     secrets.set_secret(name, key)
     return key
@@ -166,11 +173,16 @@ def restore_deleted(workspace: Workspace, *, now: datetime, grace: timedelta) ->
     return replace(workspace, state=WorkspaceState.ACTIVE, deleted_at=None)
 
 
+def _key_secret_name(workspace_id: str, which: str) -> str:
+    if which == "enrollment":
+        return enrollment_key_secret_name(workspace_id)
+    if which == "reader":
+        return reader_key_secret_name(workspace_id)
+    return shared_key_secret_name(workspace_id, which)
+
+
 def all_secret_names(workspace_id: str) -> list[str]:
-    return [
-        *(shared_key_secret_name(workspace_id, slot) for slot in KEY_SLOTS),
-        enrollment_key_secret_name(workspace_id),
-    ]
+    return [_key_secret_name(workspace_id, which) for which in ROTATABLE_KEYS]
 
 
 class WorkspaceDirectory:
@@ -193,6 +205,9 @@ class WorkspaceDirectory:
         self._keys: TtlCache[str, tuple[bytes, ...]] = TtlCache(
             ttl_seconds=cache_ttl_seconds, monotonic=monotonic
         )
+        self._reader_keys: TtlCache[str, str | None] = TtlCache(
+            ttl_seconds=cache_ttl_seconds, monotonic=monotonic
+        )
 
     def get_workspace(self, workspace_id: str) -> Workspace:
         workspace = self._workspaces.get_or_load(workspace_id, self._find_workspace)
@@ -202,6 +217,10 @@ class WorkspaceDirectory:
 
     def list_shared_keys(self, workspace_id: str) -> tuple[bytes, ...]:
         return self._keys.get_or_load(workspace_id, self._load_keys)
+
+    def reader_key(self, workspace_id: str) -> str | None:
+        """None for a workspace that has none yet (made before reader keys, never rotated)."""
+        return self._reader_keys.get_or_load(workspace_id, self._load_reader_key)
 
     def _find_workspace(self, workspace_id: str) -> Workspace | None:
         try:
@@ -217,3 +236,9 @@ class WorkspaceDirectory:
             except NotFound:
                 continue
         return tuple(keys)
+
+    def _load_reader_key(self, workspace_id: str) -> str | None:
+        try:
+            return self._secrets.get_secret(reader_key_secret_name(workspace_id))
+        except NotFound:
+            return None

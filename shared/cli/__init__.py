@@ -8,11 +8,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from shared.cli import agents, audit, data, dcr, devtoken, diag, retention, workspaces
+from shared.cli import agents, audit, data, dcr, devtoken, diag, query, retention, workspaces
 from shared.errors import SluiceError
 from shared.localsettings import LOCAL_SETTINGS_FILE, load_local_settings
 
-COMMAND_GROUPS = (workspaces, agents, data, retention, audit, dcr, diag, devtoken)
+COMMAND_GROUPS = (workspaces, agents, data, query, retention, audit, dcr, diag, devtoken)
 
 
 def build_parser() -> argparse.ArgumentParser:

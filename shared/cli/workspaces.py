@@ -12,7 +12,7 @@ from shared.cli.common import audit_admin, print_record, print_rows, services
 from shared.ids import parse_workspace_id
 from shared.plans import DEFAULT_PLAN, Plan
 from shared.workspaces import (
-    KEY_SLOTS,
+    ROTATABLE_KEYS,
     Workspace,
     create_workspace,
     mark_deleted,
@@ -45,6 +45,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             "primary_key": created.primary_key,
             "secondary_key": created.secondary_key,
             "enrollment_key": created.enrollment_key,
+            "reader_key": created.reader_key,
         },
         as_json=args.json,
     )
@@ -141,9 +142,9 @@ def register(commands: Any) -> None:
     set_plan.add_argument("--plan", choices=plans, required=True)
     set_plan.set_defaults(run=cmd_set_plan)
 
-    rotate = sub.add_parser("rotate-key", help="replace one key; the other stays valid meanwhile")
+    rotate = sub.add_parser("rotate-key", help="replace one key (the other shared key stays valid meanwhile)")
     rotate.add_argument("workspace")
-    rotate.add_argument("--which", choices=[*KEY_SLOTS, "enrollment"], default="primary")
+    rotate.add_argument("--which", choices=ROTATABLE_KEYS, default="primary")
     rotate.set_defaults(run=cmd_rotate_key)
 
     delete = sub.add_parser("delete", help="stop ingestion now; data is removed after the grace period")

@@ -288,6 +288,45 @@ class Database:
             for hour, computer, facility, severity, messages in fetched
         ]
 
+    def query_page(
+        self, workspace_id: str, aggregate: str, values: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """One page of the query API, one statement (`query_{aggregate}`; shared.query.statement_values
+        names the values): rows of (time bucket, key columns..., value columns...), the bucket a UTC
+        datetime."""
+        for query, name in (
+            (statement(self.dialect, "query_usage"), "usage"),
+            (statement(self.dialect, "query_perf"), "perf"),
+            (statement(self.dialect, "query_events"), "events"),
+            (statement(self.dialect, "query_syslog"), "syslog"),
+        ):
+            if name != aggregate:
+                continue
+            after_time = values["after_time"]
+            bound = query.bind(
+                {
+                    "workspace_id": workspace_id,
+                    "granularity": values["granularity"],
+                    "from": _hour_text(values["from"]),
+                    "to": _hour_text(values["to"]),
+                    "limit": values["limit"],
+                    "after_time": None if after_time is None else _hour_text(after_time),
+                    "key_1": values.get("key_1"),
+                    "key_2": values.get("key_2"),
+                    "key_3": values.get("key_3"),
+                    "key_4": values.get("key_4"),
+                    "after_1": values.get("after_1"),
+                    "after_2": values.get("after_2"),
+                    "after_3": values.get("after_3"),
+                    "after_4": values.get("after_4"),
+                }
+            )
+            with self._transaction() as cursor:
+                cursor.execute(query.text, bound)
+                fetched = cursor.fetchall()
+            return [(_hour_value(row[0]), *row[1:]) for row in fetched]
+        raise ValueError(f"no query statement for {aggregate!r}")
+
     def blob_processed(self, workspace_id: str, blob_name: str) -> bool:
         query = statement(self.dialect, "blob_processed")
         with self._transaction() as cursor:
@@ -478,6 +517,10 @@ class ReaderSession:
 
     def list_syslog(self) -> list[SyslogRow]:
         return self._database.list_syslog(self.workspace_id)
+
+    def query_page(self, aggregate: str, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Always on the session's workspace: `values` cannot name another."""
+        return self._database.query_page(self.workspace_id, aggregate, values)
 
     def close(self) -> None:
         self._database.close()

@@ -217,9 +217,11 @@ def test_roles_are_least_privilege() -> None:
 
 def test_the_secret_writers_the_app_runs_are_the_known_ones() -> None:
     # Retention removes a deleted workspace's keys and its diagnostics sources' SAS after its grace
-    # period; nothing else the app runs writes a secret (keys are created and rotated by the CLI).
+    # period; the query API makes its continuation-token key on first use; nothing else the app runs
+    # writes a secret (keys are created and rotated by the CLI).
     assert secret_writers_the_app_runs() == [
         "shared/diagnostics.py: remove_source",
+        "shared/query.py: continuation_key",
         "shared/retention.py: Retention.remove",
     ]
 

@@ -1,0 +1,24 @@
+-- params: granularity, workspace_id, from, to, key_1, key_1, key_2, key_2, key_3, key_3, key_4, key_4, after_time, after_time, after_1, after_2, after_3, after_4, limit
+-- One page of the events aggregate (shared.query): hourly rows, or whole days summed (granularity
+-- 'day'), of the hours in [from, to), after the previous page's last key (after_time NULL: the first
+-- page), in key order. key_N filters the Nth key column (log_type, computer, event_id, level; NULL: any
+-- value), after_N is its value in the previous page's last key.
+SELECT bucket, log_type, computer, event_id, level, events
+FROM (
+    SELECT bucket, log_type, computer, event_id, level, SUM(events) AS events
+    FROM (
+        SELECT date_trunc(CAST(? AS text), hour) AS bucket, log_type, computer, event_id, level, events
+        FROM events_hourly
+        WHERE workspace_id = CAST(? AS text)
+          AND hour >= CAST(? AS timestamp)
+          AND hour < CAST(? AS timestamp)
+          AND (CAST(? AS text) IS NULL OR log_type = CAST(? AS text))
+          AND (CAST(? AS text) IS NULL OR computer = CAST(? AS text))
+          AND (CAST(? AS integer) IS NULL OR event_id = CAST(? AS integer))
+          AND (CAST(? AS text) IS NULL OR level = CAST(? AS text))
+    ) AS hours
+    GROUP BY bucket, log_type, computer, event_id, level
+) AS buckets
+WHERE CAST(? AS timestamp) IS NULL OR (bucket, log_type, computer, event_id, level) > (CAST(? AS timestamp), CAST(? AS text), CAST(? AS text), CAST(? AS integer), CAST(? AS text))
+ORDER BY bucket, log_type, computer, event_id, level
+LIMIT CAST(? AS integer)

@@ -1,0 +1,22 @@
+-- params: granularity, workspace_id, from, to, key_1, key_1, key_2, key_2, after_time, after_time, after_1, after_2, limit
+-- One page of the usage aggregate (shared.query): hourly rows, or whole days summed (granularity
+-- 'day'), of the hours in [from, to), after the previous page's last key (after_time NULL: the first
+-- page), in key order. key_N filters the Nth key column (log_type, computer; NULL: any
+-- value), after_N is its value in the previous page's last key.
+SELECT bucket, log_type, computer, records, bytes
+FROM (
+    SELECT bucket, log_type, computer, SUM(records) AS records, SUM(bytes) AS bytes
+    FROM (
+        SELECT date_trunc(CAST(? AS text), hour) AS bucket, log_type, computer, records, bytes
+        FROM usage_hourly
+        WHERE workspace_id = CAST(? AS text)
+          AND hour >= CAST(? AS timestamp)
+          AND hour < CAST(? AS timestamp)
+          AND (CAST(? AS text) IS NULL OR log_type = CAST(? AS text))
+          AND (CAST(? AS text) IS NULL OR computer = CAST(? AS text))
+    ) AS hours
+    GROUP BY bucket, log_type, computer
+) AS buckets
+WHERE CAST(? AS timestamp) IS NULL OR (bucket, log_type, computer) > (CAST(? AS timestamp), CAST(? AS text), CAST(? AS text))
+ORDER BY bucket, log_type, computer
+LIMIT CAST(? AS integer)

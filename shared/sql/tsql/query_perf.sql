@@ -1,0 +1,24 @@
+-- params: limit, granularity, workspace_id, from, to, key_1, key_1, key_2, key_2, key_3, key_3, key_4, key_4, after_time, after_time, after_time, after_1, after_1, after_2, after_2, after_3, after_3, after_4
+-- One page of the perf aggregate (shared.query): hourly rows, or whole days summed (granularity
+-- 'day'), of the hours in [from, to), after the previous page's last key (after_time NULL: the first
+-- page), in key order. key_N filters the Nth key column (computer, object_name, counter_name, instance_name; NULL: any
+-- value), after_N is its value in the previous page's last key.
+-- Row values cannot be compared in T-SQL: the keyset condition is spelled out.
+SELECT TOP (CAST(? AS int)) bucket, computer, object_name, counter_name, instance_name, samples, total, minimum, maximum
+FROM (
+    SELECT bucket, computer, object_name, counter_name, instance_name, SUM(samples) AS samples, SUM(total) AS total, MIN(minimum) AS minimum, MAX(maximum) AS maximum
+    FROM (
+        SELECT CASE WHEN CAST(? AS nvarchar(256)) = 'day' THEN CAST(CAST(hour AS date) AS datetime2) ELSE hour END AS bucket, computer, object_name, counter_name, instance_name, samples, total, minimum, maximum
+        FROM dbo.perf_hourly
+        WHERE workspace_id = CAST(? AS varchar(36))
+          AND hour >= CAST(? AS datetime2)
+          AND hour < CAST(? AS datetime2)
+          AND (CAST(? AS nvarchar(256)) IS NULL OR computer = CAST(? AS nvarchar(256)))
+          AND (CAST(? AS nvarchar(256)) IS NULL OR object_name = CAST(? AS nvarchar(256)))
+          AND (CAST(? AS nvarchar(256)) IS NULL OR counter_name = CAST(? AS nvarchar(256)))
+          AND (CAST(? AS nvarchar(256)) IS NULL OR instance_name = CAST(? AS nvarchar(256)))
+    ) AS hours
+    GROUP BY bucket, computer, object_name, counter_name, instance_name
+) AS buckets
+WHERE CAST(? AS datetime2) IS NULL OR bucket > CAST(? AS datetime2) OR (bucket = CAST(? AS datetime2) AND (computer > CAST(? AS nvarchar(256)) OR (computer = CAST(? AS nvarchar(256)) AND (object_name > CAST(? AS nvarchar(256)) OR (object_name = CAST(? AS nvarchar(256)) AND (counter_name > CAST(? AS nvarchar(256)) OR (counter_name = CAST(? AS nvarchar(256)) AND (instance_name > CAST(? AS nvarchar(256))))))))))
+ORDER BY bucket, computer, object_name, counter_name, instance_name
