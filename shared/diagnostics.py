@@ -10,15 +10,24 @@ is not after the position, so the rest of a partly read partition is neither los
 
 Entities of one minute keep arriving until every agent has transferred it (every
 scheduledTransferPeriod, a minute or a few), so a run reads only partitions older than SETTLE_DELAY:
-the position never passes an entity that has yet to arrive.
+the position does not pass an entity that arrives within that delay. An entity that arrives later (an
+agent sending its backlog after it or the storage account was down) sorts behind the position and is
+never read: Sluice reads what the extension transferred on time, not what it transfers late.
 
 Two runs must not read the same entities twice. Each (source, table) has one checkpoint entity whose
-ETag makes a lease: a run takes it (If-Match) before reading, moves the position after every blob it
-writes (If-Match again, which renews the lease), and gives it back at the end. Blob names hold a fresh
-uuid4 (shared.ingest.RawWriter), so the lease is what keeps an overlapping run from writing the same
-entities again: it finds the lease taken and leaves the table alone. What remains is ingest's
-at-least-once window: a run that stops between committing a blob and moving the position leaves that
-blob's entities to be read again after its lease expires."""
+ETag makes a lease: a run takes it (If-Match) before reading, renews it (If-Match) before writing each
+blob, since reading the batch may have outlasted it, moves the position after the blob (If-Match again,
+renewing it once more), and gives it back at the end; a renewal that fails means another run has the
+table, and this one stops. Blob names hold a fresh uuid4 (shared.ingest.RawWriter), so the lease is
+what keeps an overlapping run from writing the same entities again: it finds the lease taken and leaves
+the table alone. What remains is ingest's at-least-once window: a run that stops between committing a
+blob and moving the position leaves that blob's entities to be read again after its lease expires.
+
+A blob the workspace's rate or daily cap refuses (TooManyRequests, DailyCapExceeded: nothing stored)
+ends the table's turn without failing: the lease is given back and a later run goes on from the
+position. The entities are the customer's, so turning one into a record never raises whatever its
+properties hold (a value the extension would not write becomes no column), and a source that fails in
+any way is logged while the other sources are read."""
 
 from __future__ import annotations
 
@@ -31,11 +40,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from shared.errors import BadRequest, DiagnosticsIncomplete, NotFound, SluiceError
+from shared.errors import BadRequest, DiagnosticsIncomplete, NotFound, SluiceError, TooManyRequests
 from shared.ingest import Batch, ParsedBody, Writer
 from shared.rawstore import gzip_bytes
 from shared.records import MAX_PAST
@@ -44,8 +53,9 @@ from shared.workspaces import SecretStore, Workspace, WorkspaceRegistry, Workspa
 
 # A run reads only partitions at least this old (see the module's docstring).
 SETTLE_DELAY = timedelta(minutes=15)
-# How long a run holds a table after taking it or writing a blob; one step (a batch's pages and its
-# blob) takes seconds, so a lease still held this long belongs to a run that stopped.
+# How long a run holds a table after taking or renewing its lease. It renews before and after writing
+# each blob, so only a blob's write must fit in it (seconds): a lease still held this long belongs to a
+# run that stopped.
 LEASE = timedelta(minutes=10)
 # A new source starts reading this far back: older records would lose their time anyway (Azure's
 # TimeGenerated rule, shared.records).
@@ -65,9 +75,17 @@ PERMISSION_NAMES = {
     "p": "process",
     "y": "permanent delete",
 }
+# The parameters of an account SAS and of a table SAS. The service takes one value of each, so one given
+# twice (`sp=r&...&SP=rwdl`) could grant what the checked one hides: refused.
+SAS_PARAMETERS = frozenset(
+    {"sp", "sig", "se", "st", "tn", "ss", "srt", "si", "sv", "spk", "srk", "epk", "erk", "sip", "spr"}
+)
 LOOPBACK_HOSTS = frozenset({"localhost"})
 
 _TICKS_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+# A number written as text: ASCII digits only (str.isdigit() takes "²" too), at most an Int64's 19.
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")
+_INT64 = range(-(2**63), 2**63)
 _SOURCE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Who the record came from: the role instance (a VM's name) for the Windows tables, the host for Linux.
 _COMPUTER_FIELDS = ("RoleInstance", "Host", "DeploymentId")
@@ -210,8 +228,12 @@ def ticks_at(moment: datetime) -> int:
     return (moment.astimezone(UTC) - _TICKS_EPOCH) // timedelta(microseconds=1) * 10
 
 
-def moment_of_ticks(ticks: int) -> datetime:
-    return _TICKS_EPOCH + timedelta(microseconds=ticks // 10)
+def moment_of_ticks(ticks: int) -> datetime | None:
+    """None when the ticks are not a time a datetime holds (before 0001 or after 9999)."""
+    try:
+        return _TICKS_EPOCH + timedelta(microseconds=ticks // 10)
+    except OverflowError:
+        return None
 
 
 def partition_key_at(moment: datetime) -> str:
@@ -220,12 +242,8 @@ def partition_key_at(moment: datetime) -> str:
 
 def moment_of_partition_key(partition_key: str) -> datetime | None:
     """The time a diagnostics PartitionKey names; None when it is not ticks."""
-    if not (partition_key.isascii() and partition_key.isdigit()):
-        return None
-    try:
-        return moment_of_ticks(int(partition_key))
-    except OverflowError:
-        return None
+    ticks = _integer(partition_key)
+    return None if ticks is None else moment_of_ticks(ticks)
 
 
 def read_filter(position: Position, *, before_partition: str) -> str:
@@ -327,9 +345,8 @@ def _time_generated(entity: Mapping[str, Any]) -> str | None:
         if moment is not None:
             return _iso(moment)
     ticks = _integer(entity.get("EventTickCount"))
-    if ticks is not None and ticks > 0:
-        return _iso(moment_of_ticks(ticks))
-    return _iso(moment_of_partition_key(str(entity.get("PartitionKey", ""))))
+    moment = moment_of_ticks(ticks) if ticks is not None and ticks > 0 else None  # Perf entities hold 0
+    return _iso(moment or moment_of_partition_key(str(entity.get("PartitionKey", ""))))
 
 
 def _moment(value: Any) -> datetime | None:
@@ -340,7 +357,12 @@ def _moment(value: Any) -> datetime | None:
             return None
     if not isinstance(value, datetime):
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # an offset time at the calendar's edge: 0001-01-01T00:00+01:00
+        return None
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -348,7 +370,10 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """A String property. A lone surrogate (JSON may escape one, UTF-8 cannot hold it) becomes "?"."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value.encode("utf-8", "replace").decode()
 
 
 def _first_text(entity: Mapping[str, Any], names: Sequence[str]) -> str | None:
@@ -356,19 +381,20 @@ def _first_text(entity: Mapping[str, Any], names: Sequence[str]) -> str | None:
 
 
 def _integer(value: Any) -> int | None:
-    if isinstance(value, bool):
+    """An Int32 or Int64 property, or one written as text; None for anything else, a bool included."""
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value not in _INT64:
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
+    return value
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+    """A Double property, or an Int32 or Int64 one; text is not a counter's value."""
+    if isinstance(value, float):
+        return value
+    integer = None if isinstance(value, str) else _integer(value)
+    return None if integer is None else float(integer)
 
 
 def _named(value: Any, names: Sequence[str]) -> str | None:
@@ -460,11 +486,20 @@ def _is_loopback(host: str | None) -> bool:
 def read_only_sas(token: str, *, tables: Sequence[DiagnosticsTable], now: datetime) -> str:
     """The token (without a leading `?` or URL) when it is a SAS that can only read the tables, valid
     now; BadRequest saying what is wrong otherwise. An account SAS (ss=, srt=) and a table SAS (tn=) both
-    carry their permissions in sp=: read and list may be granted, nothing else."""
+    carry their permissions in sp=: read (for a table SAS: query) and list may be granted, nothing else.
+    Parameter names are read as the service reads them, percent-decoded and ignoring case."""
     query = token.strip().rpartition("?")[2]
-    fields = {name: values[0] for name, values in parse_qs(query, keep_blank_values=True).items()}
+    fields: dict[str, str] = {}
+    for given_name, value in parse_qsl(query, keep_blank_values=True):
+        name = given_name.lower()
+        if name in fields and name in SAS_PARAMETERS:
+            raise BadRequest(
+                f"The SAS gives {name}= more than once: the service would read only one of them, so Sluice "
+                "cannot tell what it grants. Give each parameter once."
+            )
+        fields[name] = value
     permissions = fields.get("sp", "")
-    if not permissions or "sig" not in fields:
+    if not permissions or not fields.get("sig"):
         raise BadRequest(
             "The SAS has no sp= (permissions) or sig= (signature): it is not a shared access signature."
         )
@@ -477,6 +512,13 @@ def read_only_sas(token: str, *, tables: Sequence[DiagnosticsTable], now: dateti
         )
     if "r" not in permissions:
         raise BadRequest(f"The SAS does not grant read (sp={permissions}): the tables could not be queried.")
+    if "ss" in fields or "srt" in fields:
+        services, resource_types = fields.get("ss", ""), fields.get("srt", "")
+        if "t" not in services or "o" not in resource_types:
+            raise BadRequest(
+                f"The account SAS does not reach table entities (ss={services}, srt={resource_types}): "
+                "it needs the table service (t in ss=) and objects (o in srt=)."
+            )
     table_name = fields.get("tn")
     if table_name is not None and [t.value.lower() for t in tables] != [table_name.lower()]:
         raise BadRequest(
@@ -587,9 +629,15 @@ class DiagnosticsReader:
         for source in self._sources.list_sources():
             try:
                 reports.extend(self.read_source(source))
-            except SluiceError as error:
+            except Exception as error:
+                # Whatever one customer's source does must not keep the others from being read; only an
+                # error nobody foresaw needs its traceback.
+                known = error if isinstance(error, SluiceError) else None
                 workspace_log(log, source.workspace_id).error(
-                    "diagnostics source %s was not read: %s: %s", source.source_id, error.code, error.message
+                    "diagnostics source %s was not read: %s",
+                    source.source_id,
+                    f"{known.code}: {known.message}" if known else repr(error),
+                    exc_info=known is None,
                 )
                 failed.append(source.source_id)
         if failed:
@@ -645,16 +693,38 @@ class DiagnosticsReader:
             max_records=self._max_records,
             max_bytes=self._max_bytes,
         ):
-            self._write(source, workspace, table, batch)
+            # Reading the batch may have outlasted the lease: unless it is still this run's, another run
+            # may be writing these entities already.
+            checkpoint = self._renewed(checkpoint, checkpoint.position)
+            if checkpoint is None:
+                wlog.warning(
+                    "%s of diagnostics source %s: another run took the table while this one read, after "
+                    "%d records; it goes on from the checkpoint",
+                    table,
+                    source.source_id,
+                    report.records,
+                )
+                return report
+            try:
+                self._write(source, workspace, table, batch)
+            except TooManyRequests as refused:
+                self._release(checkpoint)
+                wlog.warning(
+                    "%s of diagnostics source %s stops for now after %d records: %s: %s",
+                    table,
+                    source.source_id,
+                    report.records,
+                    refused.code,
+                    refused.message,
+                )
+                return report
             report = replace(
                 report,
                 records=report.records + len(batch.records),
                 blobs=report.blobs + 1,
                 position=batch.end,
             )
-            checkpoint = self._sources.try_replace_checkpoint(
-                replace(checkpoint, position=batch.end, leased_until=self._clock() + LEASE)
-            )
+            checkpoint = self._renewed(checkpoint, batch.end)
             if checkpoint is None:
                 wlog.warning(
                     "%s of diagnostics source %s: the lease was lost after %d records, which another run "
@@ -664,7 +734,7 @@ class DiagnosticsReader:
                     report.records,
                 )
                 return report
-        self._sources.try_replace_checkpoint(replace(checkpoint, leased_until=None))
+        self._release(checkpoint)
         wlog.info(
             "read %d %s records of diagnostics source %s into %d blobs",
             report.records,
@@ -680,6 +750,16 @@ class DiagnosticsReader:
         if stored.leased_until is not None and stored.leased_until > now:
             return None
         return self._sources.try_replace_checkpoint(replace(stored, leased_until=now + LEASE))
+
+    def _renewed(self, checkpoint: Checkpoint, position: Position) -> Checkpoint | None:
+        """The checkpoint at `position`, leased for another LEASE from now; None when another run has
+        changed it since this run last stored it."""
+        return self._sources.try_replace_checkpoint(
+            replace(checkpoint, position=position, leased_until=self._clock() + LEASE)
+        )
+
+    def _release(self, checkpoint: Checkpoint) -> None:
+        self._sources.try_replace_checkpoint(replace(checkpoint, leased_until=None))
 
     def _write(
         self, source: DiagnosticsSource, workspace: Workspace, table: DiagnosticsTable, batch: ReadBatch

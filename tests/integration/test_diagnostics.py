@@ -345,6 +345,26 @@ def test_given_two_overlapping_runs_then_each_entity_is_written_once(
     assert sorted(r.skipped for r in reports) in ([False, False], [False, True])
 
 
+def test_given_the_daily_cap_is_reached_when_the_reader_runs_then_the_table_waits_without_failing(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, customer: TableServiceClient
+) -> None:
+    # A 1-byte cap on the runtime workspace's plan, set before the services are built: the first blob
+    # is taken (the day's count is still below the cap), the second is refused.
+    monkeypatch.setenv("SLUICE_PLANS", json.dumps({"standard": {"daily_cap_bytes": 1}}))
+    runtime: Runtime = request.getfixturevalue("sqlite_runtime")
+    minute = hour_ago() + timedelta(minutes=25)
+    fill(customer, PERF, *(perf(minute, "WebRole_IN_0", CPU, float(v), row=v) for v in range(4)))
+    source_id = add_source(runtime, customer, "--sas", read_only_account_sas(), "--tables", PERF)
+
+    [capped] = diagnostics_reader(services(), max_records=2).run()
+    [again] = diagnostics_reader(services(), max_records=2).run()
+
+    checkpoint = source_registry(services()).get_checkpoint(source_id, PERF)
+    assert (capped.records, capped.blobs, counter_values(runtime)) == (2, 1, [0.0, 1.0])
+    assert (checkpoint.position, checkpoint.leased_until) == (capped.position, None)
+    assert (again.skipped, again.records, again.position) == (False, 0, capped.position)
+
+
 # -- read only -----------------------------------------------------------------------------------------
 
 

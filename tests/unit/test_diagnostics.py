@@ -4,14 +4,17 @@ checkpoint resumes exactly, a lease keeps overlapping runs apart, and only read-
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from shared.diagnostics import (
     INITIAL_LOOKBACK,
@@ -36,7 +39,15 @@ from shared.diagnostics import (
     split_counter_path,
     to_record,
 )
-from shared.errors import BadRequest, DiagnosticsIncomplete, NotFound, StorageRejected
+from shared.errors import (
+    BadRequest,
+    DailyCapExceeded,
+    DiagnosticsIncomplete,
+    NotFound,
+    SluiceError,
+    StorageRejected,
+    TooManyRequests,
+)
 from shared.ingest import Accepted, Batch
 from shared.plans import Plan
 from shared.workspaces import Workspace, WorkspaceState
@@ -59,10 +70,12 @@ _FILTER = re.compile(r"PartitionKey ge '(?P<ge>[^']*)' and PartitionKey lt '(?P<
 
 @dataclass
 class MemoryTables:
-    """The customer's tables: a query returns the matching entities in the service's order."""
+    """The customer's tables: a query returns the matching entities in the service's order, or raises
+    the error its endpoint is set to fail with."""
 
     entities: dict[DiagnosticsTable, list[dict[str, Any]]] = field(default_factory=dict)
     queries: list[str] = field(default_factory=list)
+    failing: dict[str, Exception] = field(default_factory=dict)  # endpoint → what its queries raise
 
     def add(self, table: DiagnosticsTable, *entities: dict[str, Any]) -> None:
         self.entities.setdefault(table, []).extend(entities)
@@ -71,6 +84,8 @@ class MemoryTables:
         self, endpoint: str, table: DiagnosticsTable, credential: SourceCredential, query_filter: str
     ) -> Iterator[dict[str, Any]]:
         self.queries.append(query_filter)
+        if endpoint in self.failing:
+            raise self.failing[endpoint]
         bounds = _FILTER.fullmatch(query_filter)
         assert bounds, query_filter
         chosen = [e for e in self.entities.get(table, []) if bounds["ge"] <= e["PartitionKey"] < bounds["lt"]]
@@ -287,6 +302,72 @@ def test_given_no_time_column_then_time_generated_comes_from_the_partition_key()
     assert to_record(PERF, entity)["TimeGenerated"] == minute.isoformat()
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"Level": "--1"},
+        {"Level": "²"},  # a digit to str.isdigit(), not to int()
+        {"EventId": "1" * 5000},  # more digits than int() reads
+        {"EventId": 2**64},  # beyond Int64, which no JSON encoder of records takes
+        {"EventTickCount": 9_000_000_000_000_000_000},  # an Int64, but after the year 9999
+        {"PreciseTimeStamp": "0001-01-01T00:00:00+01:00"},  # before the year 1 in UTC
+        {"Description": ""},
+    ],
+)
+def test_given_a_value_the_extension_never_writes_then_it_becomes_no_column(odd: dict[str, Any]) -> None:
+    entity = {
+        "PartitionKey": partition_key_at(datetime(2026, 11, 22, 12, 6, tzinfo=UTC)),
+        "RowKey": "0000000001",
+        "Channel": "System",
+    }
+
+    assert to_record(EVENT, {**entity, **odd}) == to_record(EVENT, entity)
+
+
+# What the Table service can hand over as a property, and text shaped like what the mappers parse.
+_OFFSETS = st.timedeltas(
+    min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23, minutes=59)
+)
+_MOMENTS = st.datetimes(timezones=st.none() | st.builds(timezone, _OFFSETS))
+_PROPERTY_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(st.characters(exclude_categories=())),  # lone surrogates too: JSON can escape them
+    st.from_regex(r"-*[0-9²]{1,25}", fullmatch=True),
+    _MOMENTS,
+    _MOMENTS.map(datetime.isoformat),
+    st.binary(),
+    st.uuids(),
+)
+_READ_PROPERTIES = (
+    *("PreciseTimeStamp", "TIMESTAMP", "EventTickCount", "RoleInstance", "Host", "DeploymentId", "Role"),
+    *("CounterName", "CounterValue", "EventId", "Level", "Channel", "ProviderName", "Description"),
+    *("Facility", "Severity", "Msg", "SendingHost", "EventTime"),
+)
+_ENTITIES = st.fixed_dictionaries(
+    {
+        "PartitionKey": st.text() | st.from_regex(r"[0-9]{1,25}", fullmatch=True),
+        "RowKey": st.text(),
+    },
+    optional=dict.fromkeys(_READ_PROPERTIES, _PROPERTY_VALUES),
+)
+
+
+@given(table=st.sampled_from(DiagnosticsTable), entity=_ENTITIES)
+@example(table=SYSLOG, entity={"PartitionKey": "0", "RowKey": "", "Msg": "sshd: \ud800"})
+def test_given_any_entity_then_it_becomes_one_record_in_a_blob(
+    table: DiagnosticsTable, entity: dict[str, Any]
+) -> None:
+    # The customer owns the table: whatever one entity holds, it must not stop the reading of the others.
+    [batch] = batches(table, [entity])
+
+    [record] = orjson.loads(batch.body().json_bytes)
+    assert batch.end == Position.of(entity)
+    assert record["SourceSystem"]
+
+
 def test_given_records_when_batching_then_each_batch_is_within_both_limits_and_ends_at_its_last_entity() -> (
     None
 ):
@@ -344,14 +425,36 @@ def test_given_a_sas_granting_more_than_reading_then_it_is_refused_naming_what_i
     [
         ("sv=2019-02-02&ss=t&srt=sco&sp=rl", "not a shared access signature"),
         ("sv=2019-02-02&ss=t&srt=sco&sig=abc", "not a shared access signature"),
+        (ACCOUNT_SAS.replace("sig=c2lnbmF0dXJl", "sig="), "not a shared access signature"),
         ("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=b", "not a shared access signature"),
         (ACCOUNT_SAS.replace("sp=rl", "sp=l"), "does not grant read"),
+        # On a table SAS r is query, the one letter that reads entities; l alone lists nothing of them.
+        ("sv=2019-02-02&tn=WADPerformanceCountersTable&sp=l&se=2027-01-01&sig=c2ln", "does not grant read"),
+        (ACCOUNT_SAS.replace("ss=t", "ss=bq"), r"does not reach table entities \(ss=bq, srt=sco\)"),
+        (ACCOUNT_SAS.replace("srt=sco", "srt=sc"), r"does not reach table entities \(ss=t, srt=sc\)"),
         (ACCOUNT_SAS.replace("2027-01-01T00:00:00Z", "2026-11-22T13:00:00Z"), "expired at 2026-11-22T13:00"),
     ],
 )
 def test_given_a_token_that_cannot_read_now_then_it_is_refused_saying_why(token: str, reason: str) -> None:
     with pytest.raises(BadRequest, match=reason):
         read_only_sas(token, tables=list(DiagnosticsTable), now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("repeated", "name"),
+    [
+        ("&sp=rwdl", "sp"),
+        ("&%73p=rwdl", "sp"),  # percent-encoded: the service decodes names
+        ("&SP=rwdl", "sp"),  # and reads them ignoring case
+        ("&Sp=rwdl", "sp"),
+        ("&Se=2099-01-01", "se"),
+        ("&sig=b3RoZXI", "sig"),
+    ],
+)
+def test_given_a_sas_parameter_given_twice_then_the_sas_is_refused(repeated: str, name: str) -> None:
+    # The service reads one of the values: the second sp= could grant writing where the first says read.
+    with pytest.raises(BadRequest, match=f"The SAS gives {name}= more than once"):
+        read_only_sas(ACCOUNT_SAS + repeated, tables=list(DiagnosticsTable), now=NOW)
 
 
 def test_given_table_names_then_they_are_matched_ignoring_case_and_unknown_ones_refused() -> None:
@@ -559,27 +662,98 @@ def test_given_another_run_takes_the_table_meanwhile_then_this_run_stops_after_i
     assert ready.sources.checkpoints[key] == taken_by_other  # the other run's lease and position stand
 
 
-def test_given_a_source_that_fails_then_the_other_sources_are_read() -> None:
+def test_given_a_read_outlasting_the_lease_when_another_run_took_the_table_then_this_one_writes_nothing() -> (
+    None
+):
+    ready = setup(["WADPerformanceCountersTable"])
+    ready.tables.add(PERF, *(perf_entity(NOW - timedelta(hours=1), f"{i}", float(i)) for i in range(3)))
+
+    class SlowFirstRead(MemoryTables):
+        def query_entities(self, *args: Any) -> Iterator[dict[str, Any]]:
+            entities = super().query_entities(*args)
+            if len(self.queries) == 1:  # this run's read outlasts its lease, and the next run starts
+                ready.clock.now += LEASE
+                ready.reader().run()
+            return entities
+
+    ready.tables = SlowFirstRead(ready.tables.entities)
+    [slow] = ready.reader().run()
+
+    assert (slow.records, slow.blobs) == (0, 0)
+    assert counter_values(ready.writer.records()) == [0.0, 1.0, 2.0]  # written once, by the next run
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        TooManyRequests("The workspace's ingestion rate is exceeded.", retry_after_seconds=2),
+        DailyCapExceeded("The workspace's daily cap is reached.", retry_after_seconds=37_380),
+    ],
+)
+def test_given_the_workspace_limits_refuse_a_blob_then_the_table_waits_for_a_later_run_without_failing(
+    refusal: TooManyRequests, caplog: pytest.LogCaptureFixture
+) -> None:
+    ready = setup(["WADPerformanceCountersTable"])
+    ready.tables.add(PERF, *(perf_entity(NOW - timedelta(hours=1), f"{i}", float(i)) for i in range(4)))
+
+    class Limited(MemoryWriter):
+        def write(self, batch: Batch) -> Accepted:
+            if self.batches:  # the limit is reached after the first blob
+                raise refusal
+            return super().write(batch)
+
+    ready.writer = Limited()
+    with caplog.at_level(logging.WARNING, logger="sluice.diagnostics"):
+        [limited] = ready.reader(max_records=2).run()
+    checkpoint = ready.sources.get_checkpoint(ready.source.source_id, PERF)
+    ready.writer = MemoryWriter()  # the limit lifts
+    [later] = ready.reader(max_records=2).run()
+
+    assert (limited.records, limited.blobs) == (2, 1)
+    assert (checkpoint.position, checkpoint.leased_until) == (limited.position, None)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert f"stops for now after 2 records: {refusal.code}" in caplog.text
+    assert (later.skipped, counter_values(ready.writer.records())) == (False, [2.0, 3.0])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        StorageRejected("Storage refused the request (status 403)."),  # an expired SAS
+        ValueError("nobody foresaw this"),  # a bug, or an SDK surprise: still only this source's
+    ],
+)
+def test_given_a_source_that_fails_then_the_sources_after_it_are_read(
+    error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
     ready = setup(["WADPerformanceCountersTable"])
     ready.tables.add(PERF, perf_entity(NOW - timedelta(hours=1), "1", 1.0))
-    broken = replace(ready.source, source_id="22222222-2a3f-4f3e-9c7e-1a2b3c4d5e6f", credential_secret="gone")
+    broken = replace(
+        ready.source,
+        source_id="22222222-2a3f-4f3e-9c7e-1a2b3c4d5e6f",
+        table_endpoint="https://brokendiag.table.core.windows.net",
+    )
     ready.sources.create_source(broken, start=Position.before_time(NOW - timedelta(hours=3)))
     ready.sources.sources = {broken.source_id: broken, ready.source.source_id: ready.source}
+    ready.tables.failing[broken.table_endpoint] = error
 
-    with pytest.raises(DiagnosticsIncomplete, match=broken.source_id) as incomplete:
+    with (
+        caplog.at_level(logging.ERROR, logger="sluice.diagnostics"),
+        pytest.raises(DiagnosticsIncomplete, match=broken.source_id) as incomplete,
+    ):
         ready.reader().run()
 
     assert [(r.source_id, r.records) for r in incomplete.value.reports] == [(ready.source.source_id, 1)]
+    [logged] = caplog.records
+    assert f"diagnostics source {broken.source_id} was not read" in logged.getMessage()
+    # A SluiceError says what is wrong in its message; anything else needs its traceback.
+    assert bool(logged.exc_info) is not isinstance(error, SluiceError)
 
 
 def test_given_a_failure_reading_the_table_then_the_lease_stays_until_it_expires() -> None:
     ready = setup(["WADPerformanceCountersTable"])
+    ready.tables.failing[ENDPOINT] = StorageRejected("Storage refused the request (status 403).")
 
-    class Refusing(MemoryTables):
-        def query_entities(self, *args: Any) -> Iterator[dict[str, Any]]:
-            raise StorageRejected("Storage refused the request (status 403).")
-
-    ready.tables = Refusing()
     with pytest.raises(DiagnosticsIncomplete):
         ready.reader().run()
 
