@@ -22,6 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -211,6 +212,15 @@ class FunctionRequestHandler(BaseHTTPRequestHandler):
             self._send_refusal(refusal)
             return False
         return super().handle_expect_100()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What http.server refuses itself (a malformed request line, a head over its limits: 400,
+        414, 431...) in the same JSON shape and error code header as every other refusal."""
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        self._send_refusal(HostRefusal(code, phrase.replace(" ", ""), message or phrase))
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # The path only: query strings may carry credentials (function keys, SAS tokens).

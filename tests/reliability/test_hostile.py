@@ -157,12 +157,6 @@ def test_given_an_oversized_head_then_a_4xx_with_a_code_and_nothing_is_stored(
     assert wire.blobs() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="devhost/server.py: FunctionRequestHandler leaves http.server's send_error in place, so the "
-    "refusals http.server makes itself (431 for a header line over 64 KiB or over 100 headers) are an "
-    "HTML page without x-ms-error-code or a JSON body (the local host only; Azure's front end answers these)",
-)
 def test_given_an_oversized_head_then_the_refusal_carries_a_machine_readable_code(wire: Wire) -> None:
     head = signed_collector_head(wire.workspace_id, wire.key, RECORDS_BODY, log_type=LOG_TYPE)
 
