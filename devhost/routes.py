@@ -59,11 +59,17 @@ def compile_template(template: str) -> re.Pattern[str]:
     """Literal text matches case-insensitively (ASP.NET routing does); a trailing slash is optional."""
     parts, position = [], 0
     for match in _PARAMETER.finditer(template):
-        parts.append(_literal(template[position : match.start()], template))
+        literal = template[position : match.start()]
         catch_all, name = match.groups()
         if catch_all and match.end() != len(template):
             raise ValueError(f"route {template!r}: a catch-all parameter must come last")
-        parts.append(f"(?P<{name}>.*)" if catch_all else f"(?P<{name}>[^/]+)")
+        if catch_all:
+            # As in ASP.NET routing, a catch-all may be empty, its slash too: `files/{*path}` serves `/files`.
+            parts.append(_literal(literal.rstrip("/"), template))
+            parts.append(f"(?:/(?P<{name}>.*))?")
+        else:
+            parts.append(_literal(literal, template))
+            parts.append(f"(?P<{name}>[^/]+)")
         position = match.end()
     parts.append(_literal(template[position:].rstrip("/"), template))
     return re.compile("".join(parts) + "/?", re.IGNORECASE)
@@ -105,7 +111,7 @@ class Router:
             if match is None:
                 continue
             if method.upper() in route.methods:
-                params = {name: unquote(value) for name, value in match.groupdict().items()}
+                params = {name: unquote(value or "") for name, value in match.groupdict().items()}
                 return RouteMatch(route=route, params=params)
             allowed |= route.methods
         if allowed:

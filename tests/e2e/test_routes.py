@@ -84,6 +84,13 @@ def test_given_a_catch_all_parameter_then_it_takes_the_rest_of_the_path() -> Non
     assert router.resolve("GET", "/api/files/a/b/c.txt").params == {"path": "a/b/c.txt"}
 
 
+def test_given_a_catch_all_parameter_then_it_may_be_empty_with_or_without_its_slash() -> None:
+    router = _router(("files", "files/{*path}", ["get"]))
+
+    assert router.resolve("GET", "/api/files").params == {"path": ""}
+    assert router.resolve("GET", "/api/files/").params == {"path": ""}
+
+
 def test_given_a_literal_and_a_parameter_route_then_the_literal_wins() -> None:
     router = _router(("by_id", "items/{id}", ["get"]), ("new_item", "items/new", ["get"]))
 
