@@ -15,6 +15,12 @@ midnight. The increment commits before the blob is written (reserve, then store)
 write then fails gives its bytes back, best effort (see IngestLimits.admitted for the trade-off).
 Plans without a cap cost no counter call at all.
 
+Each write stores an id of its own with the count: the SDK retries a write whose answer was lost, and
+the retry then conflicts with the version the write made itself; reading the count back and finding
+that id tells this apart from another writer's commit, so the change is applied once, not twice.
+An instance that saw the cap reached refuses without a call, but re-reads the count at most every
+CAP_REREAD_SECONDS, so bytes another instance gives back are accepted again within that time.
+
 Order: rate first, so a post the rate refuses reserves nothing against the cap; a post the cap refuses
 gives its rate tokens back. Nothing refused, or not stored, costs anything against either limit."""
 
@@ -25,6 +31,7 @@ import math
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +50,13 @@ BACKOFF_BASE_SECONDS = 0.01
 BACKOFF_MAX_SECONDS = 0.2
 # Contention, not an outage: worth retrying soon.
 CONTENDED_RETRY_AFTER_SECONDS = 1
+# A remembered count at or over the cap refuses without a call, and is re-read at most this often: the
+# longest that bytes given back by another instance go unnoticed here.
+CAP_REREAD_SECONDS = 30.0
+# The longest a post waits for its workspace's turn at the counter. The request ahead holds the turn
+# across storage calls; waiting longer means storage is slow, and the post is refused (503) rather than
+# tie up a worker thread that other workspaces' posts need.
+TURN_TIMEOUT_SECONDS = 5.0
 
 log = logging.getLogger("sluice.limits")
 
@@ -128,6 +142,7 @@ class DailyCount:
 
     bytes: int
     etag: str | None  # None: no counter exists for that day (yet)
+    op_id: str | None = None  # the write that made this version, as passed to compare_and_set
 
 
 NO_COUNT = DailyCount(bytes=0, etag=None)
@@ -140,31 +155,36 @@ class DailyCounters(Protocol):
         """The current count; NO_COUNT when there is no counter for that day."""
 
     def compare_and_set(
-        self, workspace_id: str, day: date, *, expected: DailyCount, bytes: int
+        self, workspace_id: str, day: date, *, expected: DailyCount, bytes: int, op_id: str
     ) -> DailyCount | None:
-        """Sets the counter to `bytes` only if it is still at `expected` (creates it when
-        `expected.etag` is None); returns the new count, or None when it is not (another writer
-        committed first, or the counter was created or removed meanwhile)."""
+        """Sets the counter to `bytes`, stored with `op_id`, only if it is still at `expected` (creates
+        it when `expected.etag` is None); returns the new count, or None when it is not (another writer
+        committed first, the counter was created or removed meanwhile, or this very write committed
+        and a retry of it after a lost answer found it: then a read returns `op_id`)."""
 
 
 class _RememberedCount:
-    """This instance's last known count of one workspace: the next change is tried against it
-    directly (one call, not two), and a count at or over the cap refuses without any call until the
-    day ends. The lock makes this instance's requests for the workspace take turns, so they do not
-    contend with each other on the counter."""
+    """This instance's last known count of one workspace, and when storage last showed it: the next
+    change is tried against it directly (one call, not two), and a count at or over the cap refuses
+    without any call while it is recent. The lock makes this instance's requests for the workspace
+    take turns, so they do not contend with each other on the counter."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self._day: date | None = None
         self._count = NO_COUNT
+        self._learned_at = -math.inf  # monotonic seconds
 
     def on(self, day: date) -> DailyCount:
         # A day not seen yet most likely has no counter: try to create it, reading only on conflict.
         return self._count if day == self._day else NO_COUNT
 
-    def remember(self, day: date, count: DailyCount) -> None:
+    def learned_within(self, seconds: float, *, day: date, now: float) -> bool:
+        return day == self._day and now - self._learned_at < seconds
+
+    def remember(self, day: date, count: DailyCount, *, now: float) -> None:
         if self._day is None or day >= self._day:  # a late give-back for yesterday keeps today's count
-            self._day, self._count = day, count
+            self._day, self._count, self._learned_at = day, count, now
 
 
 class DailyCap:
@@ -177,12 +197,16 @@ class DailyCap:
         *,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
+        monotonic: Callable[[], float] = time.monotonic,
         max_attempts: int = MAX_COUNTER_ATTEMPTS,
+        turn_timeout_seconds: float = TURN_TIMEOUT_SECONDS,
     ) -> None:
         self._counters = counters
         self._sleep = sleep
         self._jitter = jitter
+        self._monotonic = monotonic
         self._max_attempts = max_attempts
+        self._turn_timeout_seconds = turn_timeout_seconds
         self._remembered: dict[str, _RememberedCount] = {}
         self._lock = threading.Lock()
 
@@ -200,7 +224,7 @@ class DailyCap:
                 )
             return counted + size
 
-        count = self._change(workspace_id, day, add)
+        count = self._change(workspace_id, day, add, cap=cap)
         if count.bytes >= cap:  # only the post that crosses the cap gets here; later ones raise in add
             workspace_log(log, workspace_id).warning(
                 "daily cap of %d bytes reached (%d accepted on %s): refused until 00:00 UTC",
@@ -220,26 +244,60 @@ class DailyCap:
                 "could not give back %d bytes of %s's count: %s", size, day, error.message
             )
 
-    def _change(self, workspace_id: str, day: date, new_bytes: Callable[[int], int]) -> DailyCount:
+    def _change(
+        self, workspace_id: str, day: date, new_bytes: Callable[[int], int], *, cap: int | None = None
+    ) -> DailyCount:
+        """Sets the day's count to new_bytes(count), by compare-and-set from the remembered count. With
+        the `cap` at which new_bytes refuses, a remembered count at or over it that storage has not
+        shown for CAP_REREAD_SECONDS is read first: another instance may have given bytes back."""
         remembered = self._remembered_for(workspace_id)
-        with remembered.lock:
+        with self._turn(workspace_id, remembered):
             count = remembered.on(day)
+            if (
+                cap is not None
+                and not under_cap(count.bytes, cap)
+                and not remembered.learned_within(CAP_REREAD_SECONDS, day=day, now=self._monotonic())
+            ):
+                count = self._read(workspace_id, day, remembered)
             for attempt in range(self._max_attempts):
-                if attempt:  # the last write conflicted: read what the other writer committed
-                    if attempt > 1:  # a first conflict usually means only that our count was old
-                        self._sleep(self._backoff(attempt - 1))
-                    count = self._counters.read(workspace_id, day)
-                    remembered.remember(day, count)
+                op_id = uuid.uuid4().hex
                 written = self._counters.compare_and_set(
-                    workspace_id, day, expected=count, bytes=new_bytes(count.bytes)
+                    workspace_id, day, expected=count, bytes=new_bytes(count.bytes), op_id=op_id
                 )
                 if written is not None:
-                    remembered.remember(day, written)
+                    remembered.remember(day, written, now=self._monotonic())
                     return written
+                # Another writer committed first; or this write did, its answer was lost, and the
+                # SDK's retry of it conflicted with the version it had made: the op id read tells.
+                # No wait after a first conflict (it usually means only that our count was old), nor
+                # after the last (no write follows; the read only checks the op id).
+                if 0 < attempt < self._max_attempts - 1:
+                    self._sleep(self._backoff(attempt))
+                count = self._read(workspace_id, day, remembered)
+                if count.op_id == op_id:
+                    return count
         raise StorageUnavailable(
             f"The daily count of workspace {workspace_id} stayed contended for {self._max_attempts} tries.",
             retry_after_seconds=CONTENDED_RETRY_AFTER_SECONDS,
         )
+
+    def _read(self, workspace_id: str, day: date, remembered: _RememberedCount) -> DailyCount:
+        count = self._counters.read(workspace_id, day)
+        remembered.remember(day, count, now=self._monotonic())
+        return count
+
+    @contextmanager
+    def _turn(self, workspace_id: str, remembered: _RememberedCount) -> Iterator[None]:
+        # Storage's own outage error and Retry-After: the requests ahead are stuck in storage calls.
+        if not remembered.lock.acquire(timeout=self._turn_timeout_seconds):
+            raise StorageUnavailable(
+                f"The daily count of workspace {workspace_id} was busy for {self._turn_timeout_seconds:g} s: "
+                "storage is slow."
+            )
+        try:
+            yield
+        finally:
+            remembered.lock.release()
 
     def _backoff(self, conflicts: int) -> float:
         return backoff_delay(

@@ -1,29 +1,41 @@
 """The plan limits on the real adapters: the daily cap's Table counters on Azurite (conditional
-writes, no lost update), many senders on several instances right at the cap, and the 429 answers of
-the three ingest routes' function handlers (status, code, Retry-After, nothing stored)."""
+writes, no lost update, a write whose answer is lost counted once, a small retry budget against a
+storage that does not answer), many senders on several instances right at the cap, and the 429 answers
+of the three ingest routes' function handlers (status, code, Retry-After, nothing stored)."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import math
+import socket
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import azure.functions as func
 import orjson
 import pytest
+from azure.core.exceptions import ServiceResponseError
+from azure.core.pipeline.transport import HttpRequest, HttpResponse, RequestsTransport
 from azure.data.tables import TableServiceClient
 
 import ingest_agent
 import ingest_http
 import ingest_logs
 from shared.agents import EnrollmentRequest
-from shared.azure_limits import DAILY_USAGE_TABLE, TableDailyCounters
+from shared.azure_limits import (
+    COUNTER_READ_TIMEOUT_SECONDS,
+    COUNTER_RETRIES,
+    DAILY_USAGE_TABLE,
+    TableDailyCounters,
+)
 from shared.dcrs import create_rule
-from shared.errors import SluiceError
+from shared.errors import SluiceError, StorageUnavailable
 from shared.http import error_response, ingest_request
 from shared.ingest import DataCollectorIngest, LimitedWriter, RawWriter
 from shared.limits import (
@@ -36,6 +48,7 @@ from shared.limits import (
 )
 from shared.plans import PLAN_LIMITS, Plan, PlanLimits
 from shared.rawstore import MAX_BODY_BYTES
+from shared.settings import AZURITE_ACCOUNT, AZURITE_KEY
 from shared.workspaces import NewWorkspace
 from tests.support.agent_credentials import client_assertion, new_agent_credentials
 from tests.support.concurrency import run_together
@@ -46,6 +59,7 @@ from tests.support.tokens import ISSUER, claims, issuer_key, jwk_dict, sign
 pytestmark = pytest.mark.integration
 
 DAY = date(2026, 11, 22)
+NOON = datetime(2026, 11, 22, 12, tzinfo=UTC)
 CAP_BYTES = 1000  # the free plan's daily cap in the handler tests
 RATE_BYTES_PER_SECOND = 1024  # the premium plan's rate in the handler tests
 PRINCIPAL = "5f2b2c39-1f7d-4a46-9a70-8f7e4e5c9a11"
@@ -80,7 +94,7 @@ def test_given_no_table_yet_when_reading_a_count_then_none_and_the_first_write_c
     )
 
     assert counters.read("ws-a", DAY) == NO_COUNT
-    created = counters.compare_and_set("ws-a", DAY, expected=NO_COUNT, bytes=10)
+    created = counters.compare_and_set("ws-a", DAY, expected=NO_COUNT, bytes=10, op_id="a")
 
     assert created is not None and created.bytes == 10 and created.etag
     assert counters.read("ws-a", DAY) == created
@@ -92,12 +106,16 @@ def test_given_a_counter_when_two_writers_start_from_the_same_version_then_only_
     service = TableServiceClient.from_connection_string(azurite_connection_string)
     counters = TableDailyCounters(service)
     workspace_id = "ws-race"
-    assert counters.compare_and_set(workspace_id, DAY, expected=NO_COUNT, bytes=1) is not None
-    assert counters.compare_and_set(workspace_id, DAY, expected=NO_COUNT, bytes=2) is None  # 409: exists
+    assert counters.compare_and_set(workspace_id, DAY, expected=NO_COUNT, bytes=1, op_id="one") is not None
+    assert (
+        counters.compare_and_set(workspace_id, DAY, expected=NO_COUNT, bytes=2, op_id="two") is None
+    )  # 409: exists
     seen = counters.read(workspace_id, DAY)
 
-    first = counters.compare_and_set(workspace_id, DAY, expected=seen, bytes=seen.bytes + 5)
-    second = counters.compare_and_set(workspace_id, DAY, expected=seen, bytes=seen.bytes + 7)  # 412
+    first = counters.compare_and_set(workspace_id, DAY, expected=seen, bytes=seen.bytes + 5, op_id="five")
+    second = counters.compare_and_set(
+        workspace_id, DAY, expected=seen, bytes=seen.bytes + 7, op_id="seven"
+    )  # 412
 
     assert first is not None and second is None
     assert counters.read(workspace_id, DAY) == first
@@ -108,13 +126,13 @@ def test_given_a_count_beyond_32_bits_when_written_then_read_back_exactly(
     azurite_connection_string: str,
 ) -> None:
     counters = TableDailyCounters(TableServiceClient.from_connection_string(azurite_connection_string))
-    small = counters.compare_and_set("ws-big", DAY, expected=NO_COUNT, bytes=1)
+    small = counters.compare_and_set("ws-big", DAY, expected=NO_COUNT, bytes=1, op_id="one")
     assert small is not None
 
-    big = counters.compare_and_set("ws-big", DAY, expected=small, bytes=5 * 2**32 + 3)
+    big = counters.compare_and_set("ws-big", DAY, expected=small, bytes=5 * 2**32 + 3, op_id="big")
 
     assert big is not None
-    assert counters.read("ws-big", DAY) == DailyCount(bytes=5 * 2**32 + 3, etag=big.etag)
+    assert counters.read("ws-big", DAY) == DailyCount(bytes=5 * 2**32 + 3, etag=big.etag, op_id="big")
 
 
 def test_given_a_counter_removed_meanwhile_when_writing_against_its_version_then_a_conflict_not_an_error(
@@ -122,11 +140,90 @@ def test_given_a_counter_removed_meanwhile_when_writing_against_its_version_then
 ) -> None:
     service = TableServiceClient.from_connection_string(azurite_connection_string)
     counters = TableDailyCounters(service)
-    seen = counters.compare_and_set("ws-gone", DAY, expected=NO_COUNT, bytes=1)
+    seen = counters.compare_and_set("ws-gone", DAY, expected=NO_COUNT, bytes=1, op_id="one")
     assert seen is not None
     service.get_table_client(DAILY_USAGE_TABLE).delete_entity("ws-gone", DAY.isoformat())
 
-    assert counters.compare_and_set("ws-gone", DAY, expected=seen, bytes=2) is None
+    assert counters.compare_and_set("ws-gone", DAY, expected=seen, bytes=2, op_id="two") is None
+
+
+class LosingPutAnswers(RequestsTransport):
+    """Sends every request, but when told loses the answer to the next PUT (a conditional replace) after
+    the service committed it, as a read timeout would: azure-core's retry policy then sends it again."""
+
+    lose_next_put_answer = False
+
+    def send(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        response = super().send(request, **kwargs)
+        if request.method == "PUT" and self.lose_next_put_answer:
+            self.lose_next_put_answer = False
+            raise ServiceResponseError("the answer was lost")
+        return response
+
+
+def losing_counters(connection_string: str) -> tuple[TableDailyCounters, LosingPutAnswers]:
+    transport = LosingPutAnswers()
+    service = TableServiceClient.from_connection_string(connection_string, transport=transport)
+    return TableDailyCounters(service), transport
+
+
+def test_given_a_replace_whose_answer_is_lost_when_the_sdk_retries_it_then_none_and_a_read_shows_its_op_id(
+    azurite_connection_string: str,
+) -> None:
+    counters, transport = losing_counters(azurite_connection_string)
+    seen = counters.compare_and_set("ws-lost", DAY, expected=NO_COUNT, bytes=1, op_id="created")
+    assert seen is not None
+    transport.lose_next_put_answer = True
+
+    written = counters.compare_and_set("ws-lost", DAY, expected=seen, bytes=2, op_id="replaced")
+
+    assert not transport.lose_next_put_answer, "the answer was lost"
+    assert written is None  # the retry's 412: the service saw its own commit as another writer's
+    assert counters.read("ws-lost", DAY).op_id == "replaced"
+    assert counter_entity_bytes(azurite_connection_string, "ws-lost", DAY) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda cap, workspace_id: cap.reserve(workspace_id, cap=10_000, size=300, now=NOON), 1300),
+        (lambda cap, workspace_id: cap.give_back(workspace_id, day=DAY, size=300), 700),
+    ],
+    ids=["reservation", "give-back"],
+)
+def test_given_a_daily_cap_change_whose_answer_is_lost_when_the_sdk_retries_it_then_it_counts_once(
+    azurite_connection_string: str, change: Callable[[DailyCap, str], object], expected: int
+) -> None:
+    counters, transport = losing_counters(azurite_connection_string)
+    cap = DailyCap(counters)
+    workspace_id = str(uuid.uuid4())
+    cap.reserve(workspace_id, cap=10_000, size=1000, now=NOON)
+    transport.lose_next_put_answer = True
+
+    change(cap, workspace_id)
+
+    assert not transport.lose_next_put_answer, "the answer was lost"
+    assert counter_entity_bytes(azurite_connection_string, workspace_id, DAY) == expected
+
+
+def test_given_a_table_endpoint_that_never_answers_when_reading_a_count_then_a_503_within_the_budget() -> (
+    None
+):
+    # Connections are accepted (the listen backlog) but no request is ever answered.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}/{AZURITE_ACCOUNT}"
+        service = TableServiceClient.from_connection_string(
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"TableEndpoint={endpoint};"
+        )
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable):
+            TableDailyCounters(service).read("ws-silent", DAY)
+        elapsed = time.monotonic() - started
+
+    # Every attempt waits out the read timeout; the SDK's defaults would wait 300 s, 11 times.
+    attempts = COUNTER_RETRIES + 1
+    assert attempts * COUNTER_READ_TIMEOUT_SECONDS <= elapsed < attempts * COUNTER_READ_TIMEOUT_SECONDS + 3
 
 
 # -- many senders on several instances, right at the cap ------------------------------------------------
@@ -153,9 +250,9 @@ class ConflictCountingCounters(TableDailyCounters):
         self.conflicts = 0
 
     def compare_and_set(
-        self, workspace_id: str, day: date, *, expected: DailyCount, bytes: int
+        self, workspace_id: str, day: date, *, expected: DailyCount, bytes: int, op_id: str
     ) -> DailyCount | None:
-        written = super().compare_and_set(workspace_id, day, expected=expected, bytes=bytes)
+        written = super().compare_and_set(workspace_id, day, expected=expected, bytes=bytes, op_id=op_id)
         self.conflicts += written is None
         return written
 

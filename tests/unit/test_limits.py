@@ -1,11 +1,13 @@
 """The plan limits' pure core: the token bucket (refill, burst, Retry-After), the next UTC midnight,
-the daily cap's decision and its compare-and-set loop over in-memory counters, what IngestLimits gives
-back, and the SLUICE_PLANS setting. The Azure Table counters run on Azurite in tests/integration."""
+the daily cap's decision and its compare-and-set loop over in-memory counters (lost answers, re-reads
+at the cap, the workspace's turn), what IngestLimits gives back, and the SLUICE_PLANS setting. The
+Azure Table counters run on Azurite in tests/integration."""
 
 from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -24,6 +26,7 @@ from shared.errors import (
 from shared.limits import (
     BACKOFF_BASE_SECONDS,
     BACKOFF_MAX_SECONDS,
+    CAP_REREAD_SECONDS,
     MAX_COUNTER_ATTEMPTS,
     NO_COUNT,
     DailyCap,
@@ -90,14 +93,14 @@ class MemoryCounters:
             return self.counts.get((workspace_id, day), NO_COUNT)
 
     def compare_and_set(
-        self, workspace_id: str, day: date, *, expected: DailyCount, bytes: int
+        self, workspace_id: str, day: date, *, expected: DailyCount, bytes: int, op_id: str
     ) -> DailyCount | None:
         with self._lock:
             self.calls += 1
             if self.counts.get((workspace_id, day), NO_COUNT).etag != expected.etag:
                 self.conflicts += 1
                 return None
-            written = DailyCount(bytes=bytes, etag=f"v{next(self._versions)}")
+            written = DailyCount(bytes=bytes, etag=f"v{next(self._versions)}", op_id=op_id)
             self.counts[(workspace_id, day)] = written
             return written
 
@@ -109,7 +112,7 @@ class AlwaysConflicting(MemoryCounters):
     """Another writer always commits first."""
 
     def compare_and_set(
-        self, workspace_id: str, day: date, *, expected: DailyCount, bytes: int
+        self, workspace_id: str, day: date, *, expected: DailyCount, bytes: int, op_id: str
     ) -> DailyCount | None:
         with self._lock:
             self.calls += 1
@@ -120,11 +123,48 @@ class FailingDecrements(MemoryCounters):
     """Storage goes down after the reservation: only increments succeed."""
 
     def compare_and_set(
-        self, workspace_id: str, day: date, *, expected: DailyCount, bytes: int
+        self, workspace_id: str, day: date, *, expected: DailyCount, bytes: int, op_id: str
     ) -> DailyCount | None:
         if bytes < expected.bytes:
             raise StorageUnavailable("storage is down")
-        return super().compare_and_set(workspace_id, day, expected=expected, bytes=bytes)
+        return super().compare_and_set(workspace_id, day, expected=expected, bytes=bytes, op_id=op_id)
+
+
+class LosingAnswers(MemoryCounters):
+    """Writes commit, but the answer to the next one is lost: azure-core retries the request, and the
+    retry conflicts with the version the write made itself (412 or 409), which the adapter answers None."""
+
+    lose_next_answer = False
+
+    def compare_and_set(
+        self, workspace_id: str, day: date, *, expected: DailyCount, bytes: int, op_id: str
+    ) -> DailyCount | None:
+        written = super().compare_and_set(workspace_id, day, expected=expected, bytes=bytes, op_id=op_id)
+        if written is not None and self.lose_next_answer:
+            self.lose_next_answer = False
+            return None
+        return written
+
+
+class HangingWrites(MemoryCounters):
+    """Storage in a brown-out for one workspace: its writes hang until released (or for
+    HANG_SECONDS: a post that waits for its turn without a timeout then fails the test, not hangs it)."""
+
+    HANG_SECONDS = 5.0
+
+    def __init__(self, workspace_id: str) -> None:
+        super().__init__()
+        self.hanging_workspace_id = workspace_id
+        self.writing = threading.Event()
+        self.released = threading.Event()
+
+    def compare_and_set(
+        self, workspace_id: str, day: date, *, expected: DailyCount, bytes: int, op_id: str
+    ) -> DailyCount | None:
+        if workspace_id == self.hanging_workspace_id:
+            self.writing.set()
+            self.released.wait(self.HANG_SECONDS)
+        return super().compare_and_set(workspace_id, day, expected=expected, bytes=bytes, op_id=op_id)
 
 
 class BlobWriteFailed(Exception):
@@ -298,19 +338,55 @@ def test_given_posts_when_the_count_crosses_the_cap_then_the_crossing_post_accep
     assert refused.value.retry_after_seconds == seconds_until_next_utc_midnight(NOW) == 37_375
 
 
-def test_given_a_workspace_over_its_cap_when_it_posts_again_then_refused_without_calling_the_counters() -> (
+def test_given_a_workspace_over_its_cap_when_it_posts_again_soon_then_refused_without_a_counter_call() -> (
     None
 ):
     counters = MemoryCounters()
-    cap = DailyCap(counters, sleep=no_sleep)
+    clock = Clock()
+    cap = DailyCap(counters, sleep=no_sleep, monotonic=clock)
     cap.reserve(WORKSPACE, cap=1000, size=1000, now=NOW)
     calls = counters.calls
 
-    for minutes in range(1, 6):
+    for _ in range(5):
+        clock.advance(CAP_REREAD_SECONDS / 6)
         with pytest.raises(DailyCapExceeded):
-            cap.reserve(WORKSPACE, cap=1000, size=1, now=NOW + timedelta(minutes=minutes))
+            cap.reserve(WORKSPACE, cap=1000, size=1, now=NOW)
 
     assert counters.calls == calls
+
+
+def test_given_a_workspace_over_its_cap_when_it_keeps_posting_then_one_read_per_reread_interval() -> None:
+    counters = MemoryCounters()
+    clock = Clock()
+    cap = DailyCap(counters, sleep=no_sleep, monotonic=clock)
+    cap.reserve(WORKSPACE, cap=1000, size=1000, now=NOW)
+    calls = counters.calls
+
+    for _ in range(3):
+        clock.advance(CAP_REREAD_SECONDS)
+        for _ in range(10):
+            with pytest.raises(DailyCapExceeded):
+                cap.reserve(WORKSPACE, cap=1000, size=1, now=NOW)
+
+    assert counters.calls == calls + 3
+    assert counters.bytes_on(NOW.date()) == 1000
+
+
+def test_given_the_cap_seen_reached_when_another_instance_gives_back_then_accepted_after_a_reread() -> None:
+    counters = MemoryCounters()
+    clock = Clock()
+    first = DailyCap(counters, sleep=no_sleep, monotonic=clock)
+    second = DailyCap(counters, sleep=no_sleep, monotonic=clock)
+    first.reserve(WORKSPACE, cap=1000, size=600, now=NOW)
+    day = second.reserve(WORKSPACE, cap=1000, size=500, now=NOW)  # crosses the cap: 1100
+    with pytest.raises(DailyCapExceeded):
+        first.reserve(WORKSPACE, cap=1000, size=100, now=NOW)  # the first now remembers 1100
+    second.give_back(WORKSPACE, day=day, size=500)  # the second's blob write failed: 600 again
+
+    clock.advance(CAP_REREAD_SECONDS)
+    first.reserve(WORKSPACE, cap=1000, size=100, now=NOW)
+
+    assert counters.bytes_on(day) == 700
 
 
 def test_given_a_workspace_over_its_cap_when_the_utc_day_ends_then_accepted_on_a_new_count() -> None:
@@ -349,6 +425,28 @@ def test_given_two_instances_when_each_commits_in_turn_then_no_increment_is_lost
 
     assert counters.bytes_on(NOW.date()) == 330
     assert counters.conflicts == 5  # every turn but the very first: conflict, read, write
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda cap: cap.reserve(WORKSPACE, cap=10_000, size=300, now=NOW), 1300),
+        (lambda cap: cap.give_back(WORKSPACE, day=NOW.date(), size=300), 700),
+    ],
+    ids=["reservation", "give-back"],
+)
+def test_given_a_write_whose_answer_is_lost_when_its_retry_conflicts_with_it_then_the_change_counts_once(
+    change: Callable[[DailyCap], object], expected: int
+) -> None:
+    counters = LosingAnswers()
+    cap = DailyCap(counters, sleep=no_sleep)
+    cap.reserve(WORKSPACE, cap=10_000, size=1000, now=NOW)
+    counters.lose_next_answer = True
+
+    change(cap)
+
+    assert counters.bytes_on(NOW.date()) == expected
+    assert not counters.lose_next_answer, "the answer was lost"
 
 
 def test_given_an_old_count_under_the_cap_when_another_instance_crossed_it_then_refused_after_a_read() -> (
@@ -403,7 +501,7 @@ def test_given_the_counter_always_contended_when_reserving_then_bounded_jittered
     assert http_status(unavailable.value) == 503
     assert unavailable.value.retry_after_seconds == 1
     writes = MAX_COUNTER_ATTEMPTS
-    assert counters.calls == writes + (writes - 1)  # every write after the first follows a read
+    assert counters.calls == 2 * writes  # a read after each conflict: was that write ours after all?
     # None after the first conflict (it usually means only an old remembered count), then growing.
     assert waits == [
         backoff_delay(n, base_delay=BACKOFF_BASE_SECONDS, max_delay=BACKOFF_MAX_SECONDS, jitter=0.5)
@@ -411,6 +509,31 @@ def test_given_the_counter_always_contended_when_reserving_then_bounded_jittered
     ]
     assert all(later >= earlier for earlier, later in itertools.pairwise(waits))
     assert waits[-1] <= BACKOFF_MAX_SECONDS
+
+
+def test_given_a_workspaces_counter_hanging_when_its_next_post_waits_then_a_503_and_others_unaffected() -> (
+    None
+):
+    counters = HangingWrites(WORKSPACE)
+    cap = DailyCap(counters, sleep=no_sleep, turn_timeout_seconds=0.05)
+    holder = threading.Thread(
+        target=cap.reserve, args=(WORKSPACE,), kwargs={"cap": 1000, "size": 1, "now": NOW}
+    )
+    holder.start()
+    assert counters.writing.wait(HangingWrites.HANG_SECONDS), "the first post holds the workspace's turn"
+
+    try:
+        with pytest.raises(ServiceUnavailable) as unavailable:
+            cap.reserve(WORKSPACE, cap=1000, size=1, now=NOW)
+        cap.reserve(OTHER_WORKSPACE, cap=1000, size=1, now=NOW)
+    finally:
+        counters.released.set()
+        holder.join()
+
+    assert http_status(unavailable.value) == 503
+    assert unavailable.value.retry_after_seconds == ServiceUnavailable.DEFAULT_RETRY_AFTER_SECONDS
+    assert counters.bytes_on(NOW.date(), OTHER_WORKSPACE) == 1
+    assert counters.bytes_on(NOW.date()) == 1, "only the post that held the turn"
 
 
 # -- IngestLimits: order, give-backs, plans without a cap ---------------------------------------------
