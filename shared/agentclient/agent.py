@@ -221,8 +221,10 @@ def _authentication(config: AgentConfig) -> tuple[Authenticator, tuple[Path, Pat
     if identity.auth is AuthMode.SHARED_KEY:
         return SharedKey(identity.endpoint, identity.workspace_id, read_shared_key(state)), None
     url = agent_logs_url(identity.endpoint, identity.workspace_id)
+    # AgentIdentity.from_json requires both in these modes.
+    assert identity.agent_id is not None and identity.thumbprint is not None
     if identity.auth is AuthMode.CLIENT_CERTIFICATE:
-        return ClientCertificate(url), (state.certificate_file, state.key_file)
-    credentials = AgentCredentials.load(state)
-    assert identity.agent_id is not None  # AgentIdentity.from_json requires it in this mode
+        files = (state.certificate_file(identity.thumbprint), state.key_file(identity.thumbprint))
+        return ClientCertificate(url), files
+    credentials = AgentCredentials.registered(state, identity)
     return ClientAssertion(url, identity.agent_id, credentials.key, credentials.certificate), None

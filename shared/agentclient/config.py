@@ -5,9 +5,10 @@ size) comes from flags, with the defaults below.
 
 State dir (owner-only, 0700; every file in it 0600):
 
-    agent.json          endpoint, workspace_id, auth, agent_id, ca_file
-    agent-key.pem       the private key (assertion and client-certificate modes)
-    agent-cert.pem      its self-signed certificate, registered at enrollment
+    agent.json          endpoint, workspace_id, auth, agent_id, ca_file, thumbprint
+    agent-key-T.pem     the private key (assertion and client-certificate modes)
+    agent-cert-T.pem    its self-signed certificate, registered at enrollment; T is its thumbprint
+                        (sha256, hex), which agent.json names
     shared-key          the workspace key (shared-key mode only)
     spool/              batches not yet delivered, oldest first; spool/rejected/ the refused ones
     tail/               one checkpoint per followed file
@@ -39,6 +40,7 @@ SPOOL_MAX_BYTES = 100 * 1024 * 1024
 BATCH_MAX_BYTES = 1024 * 1024
 REQUEST_TIMEOUT_SECONDS = 30.0
 
+_THUMBPRINT = re.compile(r"[0-9a-f]{64}")
 _DURATION = re.compile(r"(?P<amount>[0-9]+(?:\.[0-9]+)?)(?P<unit>ms|s|m|h|d)?")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _SIZE = re.compile(r"(?P<amount>[0-9]+)(?P<unit>[kKmMgG]?)i?[bB]?")
@@ -70,13 +72,13 @@ class StateDir:
     def agent_file(self) -> Path:
         return self.path / "agent.json"
 
-    @property
-    def key_file(self) -> Path:
-        return self.path / "agent-key.pem"
+    def key_file(self, thumbprint: str) -> Path:
+        """The private key of the certificate with this thumbprint. Each key pair has files of its own,
+        so a new pair can be written in full before agent.json names it (see enrollment.enroll)."""
+        return self.path / f"agent-key-{thumbprint}.pem"
 
-    @property
-    def certificate_file(self) -> Path:
-        return self.path / "agent-cert.pem"
+    def certificate_file(self, thumbprint: str) -> Path:
+        return self.path / f"agent-cert-{thumbprint}.pem"
 
     @property
     def shared_key_file(self) -> Path:
@@ -100,6 +102,7 @@ class AgentIdentity:
     auth: AuthMode
     agent_id: str | None = None  # none in shared-key mode, which does not enroll
     ca_file: Path | None = None  # None: the system's trust store
+    thumbprint: str | None = None  # the registered certificate's; none in shared-key mode
 
     def to_json(self) -> bytes:
         document: dict[str, Any] = {
@@ -108,8 +111,19 @@ class AgentIdentity:
             "auth": self.auth.value,
             "agent_id": self.agent_id,
             "ca_file": str(self.ca_file) if self.ca_file else None,
+            "thumbprint": self.thumbprint,
         }
         return orjson.dumps(document, option=orjson.OPT_INDENT_2)
+
+    @classmethod
+    def load(cls, state: StateDir) -> AgentIdentity:
+        try:
+            data = state.agent_file.read_bytes()
+        except FileNotFoundError:
+            raise AgentConfigError(
+                f"{state.agent_file} does not exist: run `sluice agent enroll` first"
+            ) from None
+        return cls.from_json(data)
 
     @classmethod
     def from_json(cls, data: bytes) -> AgentIdentity:
@@ -117,8 +131,13 @@ class AgentIdentity:
             document = orjson.loads(data)
             auth = AuthMode(document["auth"])
             agent_id = document.get("agent_id")
-            if auth is not AuthMode.SHARED_KEY and not isinstance(agent_id, str):
-                raise ValueError("no agent_id")
+            thumbprint = document.get("thumbprint")
+            if auth is not AuthMode.SHARED_KEY:
+                if not isinstance(agent_id, str):
+                    raise ValueError("no agent_id")
+                # It names files in the state dir: nothing but a sha256 in hex.
+                if not isinstance(thumbprint, str) or not _THUMBPRINT.fullmatch(thumbprint):
+                    raise ValueError("no certificate thumbprint")
             ca_file = document.get("ca_file")
             return cls(
                 endpoint=parse_endpoint(document["endpoint"]),
@@ -126,6 +145,7 @@ class AgentIdentity:
                 auth=auth,
                 agent_id=agent_id,
                 ca_file=Path(ca_file) if ca_file else None,
+                thumbprint=thumbprint,
             )
         except (ValueError, KeyError, TypeError, AttributeError, InvalidCustomerId) as error:
             raise AgentConfigError(f"agent.json is not usable ({error}); enroll again") from None
@@ -153,13 +173,7 @@ class AgentConfig:
 
     @classmethod
     def load(cls, state: StateDir, options: DeliveryOptions) -> AgentConfig:
-        try:
-            data = state.agent_file.read_bytes()
-        except FileNotFoundError:
-            raise AgentConfigError(
-                f"{state.agent_file} does not exist: run `sluice agent enroll` first"
-            ) from None
-        return cls(state=state, identity=AgentIdentity.from_json(data), options=options)
+        return cls(state=state, identity=AgentIdentity.load(state), options=options)
 
 
 def parse_endpoint(url: str) -> str:

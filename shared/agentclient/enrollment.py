@@ -1,9 +1,11 @@
 """Becoming an agent: a P-256 key pair and a self-signed certificate made on this machine (the private
 key never leaves it), registered with the workspace's enrollment key (`POST /api/agents/register`);
-the agent id that comes back and the endpoint are written to agent.json. Every file is owner-only.
+the key pair is saved only once the service registered it, then the agent id that came back, the
+endpoint and the certificate's thumbprint are written to agent.json. Every file is owner-only.
 
 Enrolling again is safe: the same certificate is registered again (the service answers with the same
-agent), unless it expires within RENEW_BEFORE, when a new key pair is made."""
+agent), unless it expires within RENEW_BEFORE, when a new key pair is made. A renewal that fails (or
+a crash while it saves) leaves the registered agent as it was."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from shared.agentclient.config import AgentIdentity, AuthMode, StateDir
 from shared.agentclient.errors import AgentConfigError, EnrollmentFailed
 from shared.agentclient.transport import HttpAnswer, Transport
 from shared.agents import thumbprint
-from shared.durable import ensure_private_directory, write_durably
+from shared.durable import ensure_private_directory, remove_durably, write_durably
 from shared.sharedkey import decode_key
 
 CERTIFICATE_VALIDITY = timedelta(days=365)
@@ -42,25 +44,41 @@ class AgentCredentials:
 
     @classmethod
     def load(cls, state: StateDir) -> AgentCredentials:
+        """The key pair of the agent agent.json names."""
+        return cls.registered(state, AgentIdentity.load(state))
+
+    @classmethod
+    def registered(cls, state: StateDir, identity: AgentIdentity) -> AgentCredentials:
+        """The key pair whose certificate `identity` was registered with."""
+        if identity.thumbprint is None:
+            raise AgentConfigError("the agent uses the shared key: it has no key pair")
+        key_file = state.key_file(identity.thumbprint)
         try:
-            key = serialization.load_pem_private_key(state.key_file.read_bytes(), password=None)
-            certificate = x509.load_pem_x509_certificate(state.certificate_file.read_bytes())
+            key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+            certificate = x509.load_pem_x509_certificate(
+                state.certificate_file(identity.thumbprint).read_bytes()
+            )
         except (OSError, ValueError) as error:
             raise AgentConfigError(f"the agent's key or certificate cannot be read: {error}") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise AgentConfigError(f"{state.key_file} is not an EC private key")
+            raise AgentConfigError(f"{key_file} is not an EC private key")
         return cls(key=key, certificate=certificate)
+
+    @property
+    def thumbprint(self) -> str:
+        return thumbprint(self.certificate)
 
     @property
     def certificate_pem(self) -> str:
         return self.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
     def save(self, state: StateDir) -> None:
+        """Writes the pair under its own names; agent.json does not name it yet."""
         key_pem = self.key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        write_durably(state.key_file, key_pem)
-        write_durably(state.certificate_file, self.certificate_pem.encode("ascii"))
+        write_durably(state.key_file(self.thumbprint), key_pem)
+        write_durably(state.certificate_file(self.thumbprint), self.certificate_pem.encode("ascii"))
 
 
 def new_credentials(*, common_name: str, now: datetime) -> AgentCredentials:
@@ -80,17 +98,19 @@ def new_credentials(*, common_name: str, now: datetime) -> AgentCredentials:
 
 
 def current_credentials(state: StateDir, *, now: datetime) -> AgentCredentials:
-    """The state dir's key and certificate, or new ones when there are none or they expire soon."""
-    if state.key_file.exists() and state.certificate_file.exists():
-        existing = AgentCredentials.load(state)
-        if existing.certificate.not_valid_after_utc - RENEW_BEFORE > now:
-            return existing
-        log.info(
-            "the agent certificate expires on %s: making a new one", existing.certificate.not_valid_after_utc
-        )
-    created = new_credentials(common_name=f"sluice-agent {socket.gethostname()}"[:64], now=now)
-    created.save(state)
-    return created
+    """The registered agent's key pair, or a new one when there is none, it cannot be read, or it
+    expires within RENEW_BEFORE. A new pair is only in memory: `enroll` saves it once it is registered."""
+    if state.agent_file.exists():
+        try:
+            existing = AgentCredentials.load(state)
+        except AgentConfigError as error:
+            log.info("%s: making a new key pair", error)
+        else:
+            expires = existing.certificate.not_valid_after_utc
+            if expires - RENEW_BEFORE > now:
+                return existing
+            log.info("the agent certificate expires on %s: making a new one", expires)
+    return new_credentials(common_name=f"sluice-agent {socket.gethostname()}"[:64], now=now)
 
 
 def enroll(
@@ -119,13 +139,34 @@ def enroll(
         )
     except OSError as error:
         raise EnrollmentFailed(f"cannot reach {endpoint}: {error}") from None
-    agent_id = _registered_agent_id(answer, expected_thumbprint=thumbprint(credentials.certificate))
+    agent_id = _registered_agent_id(answer, expected_thumbprint=credentials.thumbprint)
     identity = AgentIdentity(
-        endpoint=endpoint, workspace_id=workspace_id, auth=auth, agent_id=agent_id, ca_file=ca_file
+        endpoint=endpoint,
+        workspace_id=workspace_id,
+        auth=auth,
+        agent_id=agent_id,
+        ca_file=ca_file,
+        thumbprint=credentials.thumbprint,
     )
+    # The rename of agent.json is the one step that switches to the new agent: the pair it names is on
+    # disk in full before, under names of its own, and the previous pair is removed only after. A crash
+    # before that rename leaves the previous agent.json naming the previous pair, intact; one after it
+    # leaves the new agent complete. Either way a later enrollment removes the pair left over.
+    credentials.save(state)
     write_durably(state.agent_file, identity.to_json())
+    _remove_other_key_pairs(state, keep=credentials.thumbprint)
     log.info("enrolled as agent %s in workspace %s", agent_id, workspace_id)
     return identity
+
+
+def _remove_other_key_pairs(state: StateDir, *, keep: str) -> None:
+    """The files of pairs agent.json no longer names: a renewed one, or one a crash left unnamed."""
+    for path in (
+        *state.path.glob(state.key_file("*").name),
+        *state.path.glob(state.certificate_file("*").name),
+    ):
+        if path not in (state.key_file(keep), state.certificate_file(keep)):
+            remove_durably(path)
 
 
 def use_shared_key(

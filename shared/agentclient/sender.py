@@ -2,13 +2,16 @@
 each until the service answers 2xx, and removed from the spool only then.
 
 - 2xx: delivered; the next batch follows at once.
-- 4xx other than 408 and 429: refused for good (a revoked agent, a bad log type, ...): retrying the
-  same bytes cannot help, so the batch is moved to `spool/rejected/` with an error log, and the next
-  batch follows.
-- anything else (no answer, 408, 429, 5xx): the service cannot take it now. Every batch older than
-  the retry window (2 hours by default) is dropped with a logged count; the rest wait, in order, until
-  the next attempt: after Retry-After when the service sent one (429, 503), else after the retry
-  interval (8 minutes by default). Calls before then send nothing.
+- 400, 413, 414, 415, 422: refused for good, for what the batch holds (a bad log type, a body too
+  large, ...): retrying the same bytes cannot help, so the batch is moved to `spool/rejected/` with an
+  error log, and the next batch follows.
+- anything else (no answer, 401, 403, 408, 429, 5xx, any other status): the service cannot take it
+  now. Every batch older than the retry window (2 hours by default) is dropped with a logged count;
+  the rest wait, in order, until the next attempt: after Retry-After when the service sent one (429,
+  503; at most a day), else after the retry interval (8 minutes by default). Calls before then send
+  nothing. 401 and 403 refuse the agent's credentials, not the batch (a rotated shared key, an expired
+  certificate, a clock more than 15 minutes off): they are logged as errors saying what to check, and
+  the batches are kept for when that is fixed.
 
 Nothing here sleeps: `deliver()` says when it wants to be called again, and the caller waits."""
 
@@ -32,6 +35,18 @@ from shared.ingest import JSON_CONTENT_TYPE
 
 # A Retry-After of 0 (or a date in the past) must not turn into a busy loop.
 MIN_RETRY_AFTER = timedelta(seconds=1)
+# The longest wait the service asks for is to the next UTC midnight (DailyCapExceeded). A longer one is
+# a broken header, and taken as it is it would overflow the date arithmetic on every attempt.
+MAX_RETRY_AFTER = timedelta(days=1)
+# Refused for what the batch holds: the same bytes would be refused again.
+CONTENT_REFUSALS = frozenset({400, 413, 414, 415, 422})
+# Refused for who sends it: fixing the credentials or the clock on this machine makes the same bytes
+# acceptable, so the batches are kept and retried like 5xx, but each attempt says what to check.
+CREDENTIAL_REFUSALS = frozenset({401, 403})
+CREDENTIAL_HINT = (
+    "the service does not accept this agent's credentials: check whether the shared key was rotated, "
+    "the agent certificate expired or the agent was revoked (enroll again), and that the clock is right"
+)
 OTHER_WORKSPACE = "other-workspace"
 
 log = logging.getLogger("sluice.agent.sender")
@@ -46,24 +61,26 @@ class Verdict(Enum):
 def verdict(status: int) -> Verdict:
     if 200 <= status < 300:
         return Verdict.DELIVERED
-    if 400 <= status < 500 and status not in (408, 429):
+    if status in CONTENT_REFUSALS:
         return Verdict.REFUSED
     return Verdict.RETRY
 
 
 def retry_after(answer: HttpAnswer, *, now: datetime) -> timedelta | None:
-    """The wait the answer asks for (delay-seconds or an HTTP date), at least MIN_RETRY_AFTER."""
+    """The wait the answer asks for (delay-seconds or an HTTP date), between MIN_RETRY_AFTER and
+    MAX_RETRY_AFTER."""
     value = answer.headers.get("retry-after", "").strip()
     if not value:
         return None
     if value.isascii() and value.isdigit():
-        wait = timedelta(seconds=int(value))
+        # float, not int: any number of digits converts (a huge one to inf), and is clamped below.
+        wait = timedelta(seconds=min(float(value), MAX_RETRY_AFTER.total_seconds()))
     else:
         try:
             wait = parsedate_to_datetime(value).astimezone(UTC) - now
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
-    return max(wait, MIN_RETRY_AFTER)
+    return min(max(wait, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +147,9 @@ class Sender:
                 case Verdict.REFUSED:
                     refused += self._refuse(batch, str(answer.status), _describe(answer))
                 case Verdict.RETRY:
+                    level, reason = _failed_attempt(answer)
                     wait = retry_after(answer, now=now)
-                    return self._wait(batch, _describe(answer), wait, delivered, refused)
+                    return self._wait(batch, reason, wait, delivered, refused, level=level)
         return RoundReport(delivered=delivered, refused=refused)
 
     def _headers(self, batch: SpooledBatch, body: bytes, now: datetime) -> dict[str, str]:
@@ -162,6 +180,8 @@ class Sender:
         requested: timedelta | None,
         delivered: BatchCount,
         refused: BatchCount,
+        *,
+        level: int = logging.WARNING,
     ) -> RoundReport:
         now = self._clock()
         expired = self._spool.drop_older_than(now - self._retry.window)
@@ -175,7 +195,8 @@ class Sender:
         if self._spool.oldest() is None:
             return RoundReport(delivered=delivered, refused=refused, expired=expired)
         self._retry_at = now + (requested or self._retry.interval)
-        log.warning(
+        log.log(
+            level,
             "could not deliver %s (%d records of %s): %s; next attempt at %s",
             batch.name,
             batch.records,
@@ -184,6 +205,13 @@ class Sender:
             self._retry_at.isoformat(timespec="seconds"),
         )
         return RoundReport(delivered=delivered, refused=refused, expired=expired, retry_at=self._retry_at)
+
+
+def _failed_attempt(answer: HttpAnswer) -> tuple[int, str]:
+    """How loud an answer to retry is logged, and why: a refused credential needs someone to act."""
+    if answer.status in CREDENTIAL_REFUSALS:
+        return logging.ERROR, f"{_describe(answer)}; {CREDENTIAL_HINT}"
+    return logging.WARNING, _describe(answer)
 
 
 def _describe(answer: HttpAnswer) -> str:

@@ -5,6 +5,7 @@ Every test uses a workspace of its own, so aggregates are the test's alone."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -95,6 +96,12 @@ def sequence_counts(batches: list[RawBatch]) -> Counter[int]:
 
 def new_log_type() -> str:
     return f"AgentE2E_{uuid.uuid4().hex[:10]}"
+
+
+def shared_key_auth(key_file: Path, key: str) -> tuple[str, ...]:
+    """The enroll flags of shared-key mode, `key` written to `key_file` for them."""
+    key_file.write_text(key, encoding="ascii")
+    return ("--auth", "shared-key", "--shared-key-file", str(key_file))
 
 
 def aggregated(service: RestartableHost, workspace: Workspace, log_type: str, expected: int) -> int:
@@ -202,9 +209,7 @@ def test_given_the_service_unreachable_and_over_the_spool_cap_then_the_oldest_go
     log_type = new_log_type()
     count = 400
     agent = unenrolled_agent
-    key_file = tmp_path / "workspace-key"
-    key_file.write_text(workspace.primary_key, encoding="ascii")
-    shared_key = ("--auth", "shared-key", "--shared-key-file", str(key_file))
+    shared_key = shared_key_auth(tmp_path / "workspace-key", workspace.primary_key)
     agent.enroll(f"https://127.0.0.1:{free_port()}", running.ca_file, workspace.workspace_id, *shared_key)
 
     sent = agent.run(
@@ -233,6 +238,42 @@ def test_given_the_service_unreachable_and_over_the_spool_cap_then_the_oldest_go
     assert sorted(counts) == list(range(dropped, count))  # the newest are kept, each once
     assert set(counts.values()) == {1}
     assert aggregated(running, workspace, log_type, count - dropped) == count - dropped
+
+
+def test_given_a_shared_key_the_service_no_longer_takes_then_the_batches_wait_until_the_agent_has_the_new_one(
+    running: RestartableHost, workspace: Workspace, unenrolled_agent: AgentCli, tmp_path: Path
+) -> None:
+    """As after the workspace key was rotated: every post is 403, which the agent cannot fix alone
+    but its operator can, so nothing may be refused for good meanwhile."""
+    log_type = new_log_type()
+    count = 100
+    agent = unenrolled_agent
+    key_file = tmp_path / "workspace-key"
+    stale_key = base64.b64encode(os.urandom(64)).decode("ascii")
+    agent.enroll(
+        running.endpoint, running.ca_file, workspace.workspace_id, *shared_key_auth(key_file, stale_key)
+    )
+
+    sent = agent.run(
+        "send",
+        "--log-type",
+        log_type,
+        "--no-wait",
+        "--batch-max-bytes",
+        BATCH_MAX_BYTES,
+        stdin=json_lines(numbered(count)),
+    )
+    status = json.loads(agent.run("status", "--json").stdout)
+    new_key = shared_key_auth(key_file, workspace.primary_key)
+    agent.enroll(running.endpoint, running.ca_file, workspace.workspace_id, *new_key)
+    flushed = agent.run("flush")
+
+    assert sent.returncode == 75, sent.stderr  # batches wait for a later attempt
+    assert any("403" in m and "shared key was rotated" in m for m in sent.log_messages()), sent.stderr
+    assert (status["spool_records"], status["rejected_batches"]) == (count, 0)
+    assert flushed.returncode == 0, flushed.stderr
+    assert sequence_counts(running.raw_batches(workspace.workspace_id, log_type)) == Counter(range(count))
+    assert aggregated(running, workspace, log_type, count) == count
 
 
 def test_given_a_tailed_file_rotated_both_ways_and_the_agent_restarted_then_every_line_arrives_once(

@@ -6,14 +6,15 @@ agent makes. Also the agent's settings: agent.json, durations, sizes, endpoints.
 from __future__ import annotations
 
 import stat
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from shared.agentclient import enrollment
 from shared.agentclient.auth import ClientAssertion, SharedKey, agent_logs_url
 from shared.agentclient.config import (
     AgentConfig,
@@ -30,6 +31,7 @@ from shared.agentclient.errors import AgentConfigError, EnrollmentFailed
 from shared.agentclient.transport import HttpAnswer, Transport
 from shared.agents import EnrollmentRequest
 from shared.certauth import CertificateAuthenticator
+from shared.durable import write_durably
 from shared.errors import AuthorizationFailed, SluiceError, http_status
 from shared.sharedkey import decode_key, parse_authorization, verify
 from shared.workspaces import shared_key_secret_name
@@ -68,8 +70,18 @@ def service() -> EnrollmentService:
     return EnrollmentService()
 
 
+class Unreachable:
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpAnswer:
+        raise ConnectionRefusedError("connection refused")
+
+
 def enrolled(
-    state: StateDir, service: EnrollmentService, *, key: str | None = None, transport: Transport | None = None
+    state: StateDir,
+    service: EnrollmentService,
+    *,
+    key: str | None = None,
+    transport: Transport | None = None,
+    now: datetime = T0,
 ) -> AgentIdentity:
     return enroll(
         state,
@@ -79,8 +91,16 @@ def enrolled(
         auth=AuthMode.ASSERTION,
         ca_file=None,
         transport=transport or service,
-        now=T0,
+        now=now,
     )
+
+
+def state_files(state: StateDir) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in state.path.iterdir()}
+
+
+# Registered at T0 - 340 days: at T0 the certificate expires within 30 days, so enrolling renews it.
+RENEWAL_DUE = T0 - timedelta(days=340)
 
 
 def test_given_the_enrollment_key_when_enrolling_then_the_public_certificate_is_registered_all_owner_only(
@@ -91,7 +111,9 @@ def test_given_the_enrollment_key_when_enrolling_then_the_public_certificate_is_
     identity = enrolled(state, service)
 
     (agent,) = service.stack.agents.list_agents(service.stack.workspace_id)
-    assert identity == AgentIdentity(ENDPOINT, service.stack.workspace_id, AuthMode.ASSERTION, agent.agent_id)
+    assert identity == AgentIdentity(
+        ENDPOINT, service.stack.workspace_id, AuthMode.ASSERTION, agent.agent_id, thumbprint=agent.thumbprint
+    )
     assert AgentIdentity.from_json(state.agent_file.read_bytes()) == identity
     (request,) = service.requests
     assert "PRIVATE KEY" not in request["certificate"]
@@ -99,8 +121,8 @@ def test_given_the_enrollment_key_when_enrolling_then_the_public_certificate_is_
     assert stat.S_IMODE(state.path.stat().st_mode) == 0o700
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in state.path.iterdir()} == {
         "agent.json": 0o600,
-        "agent-key.pem": 0o600,
-        "agent-cert.pem": 0o600,
+        f"agent-key-{agent.thumbprint}.pem": 0o600,
+        f"agent-cert-{agent.thumbprint}.pem": 0o600,
     }
 
 
@@ -130,38 +152,86 @@ def test_given_an_enrolled_agent_when_enrolling_again_then_the_same_key_and_the_
 ) -> None:
     state = StateDir(tmp_path / "agent")
     first = enrolled(state, service)
-    key_pem = state.key_file.read_bytes()
+    files = state_files(state)
 
     second = enrolled(state, service)
 
-    assert second.agent_id == first.agent_id
-    assert state.key_file.read_bytes() == key_pem
+    assert second == first
+    assert state_files(state) == files
 
 
-def test_given_a_certificate_that_expires_within_30_days_when_enrolling_then_a_new_key_pair_is_registered(
+def test_given_a_certificate_that_expires_within_30_days_when_enrolling_then_a_new_key_pair_replaces_it(
     tmp_path: Path, service: EnrollmentService
 ) -> None:
     state = StateDir(tmp_path / "agent")
-    state.path.mkdir()
-    new_credentials(common_name="old", now=T0 - timedelta(days=340)).save(state)
-    old_key = state.key_file.read_bytes()
+    old = enrolled(state, service, now=RENEWAL_DUE)
 
-    identity = enrolled(state, service)
+    new = enrolled(state, service)
 
-    assert state.key_file.read_bytes() != old_key
+    assert (new.agent_id, new.thumbprint) != (old.agent_id, old.thumbprint)
     assert AgentCredentials.load(state).certificate.not_valid_after_utc == T0 + timedelta(days=365)
-    assert identity.agent_id is not None
+    assert sorted(state_files(state)) == sorted(
+        ["agent.json", f"agent-key-{new.thumbprint}.pem", f"agent-cert-{new.thumbprint}.pem"]
+    )
 
 
-def test_given_no_answer_from_the_service_then_enrollment_fails_naming_the_endpoint(
+def test_given_no_answer_from_the_service_then_enrollment_fails_naming_the_endpoint_and_saves_nothing(
     tmp_path: Path, service: EnrollmentService
 ) -> None:
-    class Unreachable:
-        def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpAnswer:
-            raise ConnectionRefusedError("connection refused")
+    state = StateDir(tmp_path / "agent")
 
     with pytest.raises(EnrollmentFailed, match=f"cannot reach {ENDPOINT}: connection refused"):
-        enrolled(StateDir(tmp_path / "agent"), service, transport=Unreachable())
+        enrolled(state, service, transport=Unreachable())
+
+    assert state_files(state) == {}
+
+
+def test_given_a_renewal_due_when_the_service_cannot_be_reached_then_the_registered_agent_is_kept_as_it_was(
+    tmp_path: Path, service: EnrollmentService
+) -> None:
+    # Were the new key pair saved before its registration, every later post would be signed by a key
+    # the service does not know (403) until someone enrolled again.
+    state = StateDir(tmp_path / "agent")
+    enrolled(state, service, now=RENEWAL_DUE)
+    registered = state_files(state)
+
+    with pytest.raises(EnrollmentFailed):
+        enrolled(state, service, transport=Unreachable())
+
+    assert state_files(state) == registered
+
+
+def crash_when_writing(target: Path) -> Callable[[Path, bytes], None]:
+    """enrollment's write_durably, but the process dies (here: raises) when it comes to `target`."""
+
+    def write_or_crash(path: Path, data: bytes) -> None:
+        if path == target:
+            raise SystemExit("killed")
+        write_durably(path, data)
+
+    return write_or_crash
+
+
+def test_given_a_crash_between_saving_the_renewed_pair_and_agent_json_then_the_old_agent_stays_whole(
+    tmp_path: Path, service: EnrollmentService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = StateDir(tmp_path / "agent")
+    old = enrolled(state, service, now=RENEWAL_DUE)
+    registered = state_files(state)
+    monkeypatch.setattr(enrollment, "write_durably", crash_when_writing(state.agent_file))
+
+    with pytest.raises(SystemExit):
+        enrolled(state, service)
+
+    # The new pair is on disk, unnamed; everything agent.json names is as it was.
+    assert AgentIdentity.load(state) == old
+    assert state_files(state).items() > registered.items()
+    monkeypatch.undo()
+    new = enrolled(state, service)  # enrolling again completes the renewal and tidies up
+    assert AgentIdentity.load(state) == new != old
+    assert sorted(state_files(state)) == sorted(
+        ["agent.json", f"agent-key-{new.thumbprint}.pem", f"agent-cert-{new.thumbprint}.pem"]
+    )
 
 
 def test_given_an_enrolled_agent_when_it_signs_posts_then_the_service_accepts_each_once_for_its_body_only(
@@ -243,6 +313,11 @@ def _agent_json(**fields: str) -> bytes:
     [
         pytest.param(b"not json", id="not-json"),
         pytest.param(_agent_json(auth="assertion"), id="assertion-without-agent-id"),
+        pytest.param(_agent_json(auth="assertion", agent_id="a1"), id="assertion-without-thumbprint"),
+        pytest.param(
+            _agent_json(auth="assertion", agent_id="a1", thumbprint="../../../etc/passwd"),
+            id="thumbprint-not-a-sha256",
+        ),
         pytest.param(_agent_json(endpoint="http://x"), id="plain-http"),
         pytest.param(_agent_json(workspace_id="nope"), id="workspace-not-a-guid"),
     ],

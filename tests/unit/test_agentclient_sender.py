@@ -130,6 +130,14 @@ def test_given_a_retry_pending_when_delivery_is_asked_early_then_nothing_is_sent
             id="503-http-date",
         ),
         pytest.param(HttpAnswer(429, {"retry-after": "0"}), timedelta(seconds=1), id="zero-is-one-second"),
+        pytest.param(
+            HttpAnswer(429, {"retry-after": "100000000000000"}), timedelta(days=1), id="huge-is-a-day"
+        ),
+        pytest.param(
+            HttpAnswer(503, {"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}),
+            timedelta(days=1),
+            id="far-http-date-is-a-day",
+        ),
         pytest.param(HttpAnswer(429), timedelta(minutes=8), id="429-without-it"),
         pytest.param(HttpAnswer(503, {"retry-after": "soon"}), timedelta(minutes=8), id="unreadable"),
     ],
@@ -157,8 +165,8 @@ def test_given_a_retry_after_beyond_the_window_then_the_batch_is_dropped_at_the_
     assert report.expired == BatchCount(1, 3)
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413])
-def test_given_a_final_4xx_then_the_batch_is_moved_aside_with_the_reason_and_the_next_one_goes_at_once(
+@pytest.mark.parametrize("status", [400, 413, 414, 415, 422])
+def test_given_a_refused_content_then_the_batch_is_moved_aside_with_the_reason_and_the_next_one_goes_at_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, status: int
 ) -> None:
     refusal = HttpAnswer(
@@ -180,7 +188,7 @@ def test_given_a_final_4xx_then_the_batch_is_moved_aside_with_the_reason_and_the
     assert f"{status} InvalidLogType: Log-Type may contain only letters" in caplog.text
 
 
-@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", [404, 408, 409, 429, 500, 502, 503, 504])
 def test_given_a_transient_status_then_the_batch_is_kept_and_retried(tmp_path: Path, status: int) -> None:
     stack = Stack(tmp_path, HttpAnswer(status))
     stack.take("kept")
@@ -189,6 +197,32 @@ def test_given_a_transient_status_then_the_batch_is_kept_and_retried(tmp_path: P
 
     assert report.delivered == BatchCount(1, 1)
     assert stack.transport.attempt_times == minutes(0, 8)
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(401, "InvalidAuthenticationToken"), (403, "InvalidAuthorization")]
+)
+def test_given_the_credentials_refused_then_the_batches_are_kept_and_retried_and_the_error_says_what_to_check(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, status: int, code: str
+) -> None:
+    # A rotated shared key, an expired certificate or a clock 15 minutes off: each attempt is refused
+    # until someone fixes it on this machine, here after the third one.
+    refusal = HttpAnswer(status, {"x-ms-error-code": code})
+    stack = Stack(tmp_path, refusal, refusal, refusal)
+    for name in ("one", "two", "three"):
+        stack.take(name)
+
+    with caplog.at_level(logging.ERROR, logger="sluice.agent.sender"):
+        report = stack.run_until_done()
+
+    assert stack.transport.attempt_times == minutes(0, 8, 16, 24, 24, 24)
+    assert stack.posted_messages() == ["one", "one", "one", "one", "two", "three"]
+    assert report == RoundReport(delivered=BatchCount(3, 3))
+    assert stack.spool.summary().rejected_batches == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 3
+    for what_to_check in (f"{status} {code}", "shared key was rotated", "certificate expired", "clock"):
+        assert all(what_to_check in message for message in errors)
 
 
 def test_given_a_failing_batch_then_the_batches_behind_it_wait_and_are_sent_in_order(tmp_path: Path) -> None:
@@ -258,5 +292,6 @@ def test_given_retry_after_values_then_they_are_read_as_seconds_or_http_dates() 
     assert retry_after(
         HttpAnswer(503, {"retry-after": rfc1123(T0 - timedelta(hours=1))}), now=T0
     ) == timedelta(seconds=1)
+    assert retry_after(HttpAnswer(503, {"retry-after": "9" * 5000}), now=T0) == timedelta(days=1)
     assert retry_after(HttpAnswer(503, {"retry-after": "-5"}), now=T0) is None
     assert retry_after(HttpAnswer(503), now=T0) is None
