@@ -65,6 +65,9 @@ class Response:
 class LocalHost:
     """One run of the host; `logs` holds its stdout and stderr files."""
 
+    host_args: tuple[str, ...] = ()  # beyond --state-dir and --port
+    log_mode = "wb"  # a subclass whose runs share the port's log files appends ("ab")
+
     def __init__(self, *, state_dir: Path, logs: Path, env: dict[str, str]) -> None:
         self.state_dir = state_dir
         self.env = env
@@ -83,12 +86,13 @@ class LocalHost:
         return f"https://127.0.0.1:{self.port}"
 
     def start(self) -> LocalHost:
-        with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
+        with self.stdout.open(self.log_mode) as out, self.stderr.open(self.log_mode) as err:
             self._process = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
                     "devhost",
+                    *self.host_args,
                     "--state-dir",
                     str(self.state_dir),
                     "--port",

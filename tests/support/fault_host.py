@@ -5,12 +5,10 @@ back on the same port and state dir (receipts, database), as a restarted Functio
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
-from devhost.azurite import REPO_ROOT, Azurite, AzuritePorts
-from tests.e2e.support import READY_TIMEOUT_SECONDS, LocalHost, eventually
+from devhost.azurite import Azurite, AzuritePorts
+from tests.e2e.support import LocalHost
 from tests.support.agent_client import RestartableHost
 from tests.support.storage import check_azurite_installed
 
@@ -18,26 +16,8 @@ from tests.support.storage import check_azurite_installed
 class HostOnTestStorage(LocalHost):
     """One run of `python -m devhost --no-azurite`; its output is appended to the logs of the port."""
 
-    def start(self) -> LocalHost:
-        with self.stdout.open("ab") as out, self.stderr.open("ab") as err:
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "devhost",
-                    "--no-azurite",
-                    "--state-dir",
-                    str(self.state_dir),
-                    "--port",
-                    str(self.port),
-                ],
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=err,
-            )
-        eventually(self._ready, timeout=READY_TIMEOUT_SECONDS, what=f"the host is ready\n{self.output()}")
-        return self
+    host_args = ("--no-azurite",)
+    log_mode = "ab"
 
     def kill_hard(self) -> None:
         """SIGKILL: no handler runs, nothing is flushed, requests in flight get no answer."""
