@@ -7,21 +7,21 @@ caller binds by name and each dialect may use a value more than once. Migrations
 `V{NNNN}__{what}.sql`, several statements separated by lines holding only `GO`, applied once each
 under a lock, in order, and recorded in `schema_migrations`.
 
-Two kinds of session. The processor's (`Database`): the tables' owner in PostgreSQL, a member of
-`sluice_processor` (or db_owner) in Azure SQL; row-level security does not apply to it, it writes and
-purges every workspace's rows, and each of its queries names its workspace. A reader's
-(`Database.reader(workspace_id)` → `ReaderSession`): its own connection, bound to one workspace before
-its first query, under row-level security (V0003) where the engine has it:
+Two kinds of session, both on the app's one login. The processor's (`Database`): the tables' owner in
+PostgreSQL, a member of `sluice_processor` (or db_owner) in Azure SQL; row-level security does not
+apply to it, it writes and purges every workspace's rows, and each of its queries names its workspace.
+A reader's (`Database.reader(workspace_id)` → `ReaderSession`): its own connection, bound to one
+workspace and dropped to a reader principal before its first query, under row-level security (V0003,
+V0004) where the engine has it:
 
-- PostgreSQL: `SET ROLE sluice_reader` (SELECT on the aggregate tables only, so never the owner) and
-  `set_config('sluice.workspace_id', ..., false)`, committed at session start; the policies compare
-  each row to that setting. The setting is an ordinary session variable: any SQL run on the connection
-  could change it (and RESET ROLE). So the guarantee holds against the service's own query mistakes (a
-  missing or wrong WHERE clause, a join into another workspace), given that a reader connection only
-  ever runs the session's fixed, parameterised statements; it is not a boundary against a client that
-  runs arbitrary SQL on the connection.
-- Azure SQL: `sp_set_session_context @key = N'workspace_id', @read_only = 1`: fixed for the life of the
-  connection, whatever runs on it later; the security policy's predicate reads it.
+- PostgreSQL: `sluice_bind_reader(workspace)` sets the workspace and its proof (a MAC under a key only
+  the owner reads) and then `SET ROLE sluice_reader` (SELECT on the aggregate tables only). The
+  policies accept a row only under a valid proof, so re-pointing the setting on that connection shows
+  nothing; a session can still RESET ROLE to its login, so reader connections only ever run the
+  session's fixed, parameterised statements.
+- Azure SQL: `sp_set_session_context @key = N'workspace_id', @read_only = 1`, then `EXECUTE AS USER =
+  N'sluice_reader_session' WITH NO REVERT`: fixed for the life of the connection, whatever runs on it
+  later; the security policy's predicate reads the context and exempts no one in that session.
 - SQLite: no row-level security; every reader query still carries its workspace.
 
 A reader session closes its connection when it ends, so no binding outlives it; a connection lost
@@ -95,9 +95,15 @@ def migrations(dialect: SqlDialect) -> tuple[Migration, ...]:
     for entry in _dialect_dir(dialect).iterdir():
         match = _MIGRATION.fullmatch(entry.name)
         if match:
-            batches = tuple(b.strip() for b in _BATCH_SEPARATOR.split(entry.read_text(encoding="utf-8")))
-            found.append(Migration(int(match.group(1)), entry.name, tuple(b for b in batches if b)))
+            found.append(
+                Migration(int(match.group(1)), entry.name, batches(entry.read_text(encoding="utf-8")))
+            )
     return tuple(sorted(found, key=lambda m: m.version))
+
+
+def batches(text: str) -> tuple[str, ...]:
+    """The statements of a text whose batches are separated by lines holding only `GO`."""
+    return tuple(stripped for batch in _BATCH_SEPARATOR.split(text) if (stripped := batch.strip()))
 
 
 def _hour_text(hour: datetime) -> str:
@@ -499,7 +505,12 @@ class ReaderSession:
         query = statement(self._dialect, "bind_reader")
         cursor = connection.cursor()
         try:
-            cursor.execute(query.text, query.bind({"workspace_id": self.workspace_id}))
+            # The parameters go to the batch with placeholders; one without is sent as it is (ad hoc).
+            for batch in batches(query.text):
+                if "?" in batch:
+                    cursor.execute(batch, query.bind({"workspace_id": self.workspace_id}))
+                else:
+                    cursor.execute(batch)
             connection.commit()  # a session-level setting made in a rolled-back transaction is undone
         except BaseException:
             with suppress(Exception):  # the connection is dropped by the caller either way

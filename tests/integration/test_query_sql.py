@@ -1,5 +1,6 @@
 """The query API's statements (shared/sql/*/query_*.sql) through shared.query on SQLite and on
-PostgreSQL with a real reader login (a member of sluice_reader, under row-level security): keyset
+PostgreSQL through reader sessions of the app's login (dropped to sluice_reader, under row-level
+security): keyset
 pages of one workspace never hold another's rows, days sum hours, filters hold, and neither a
 garbled statement nor a forged workspace value reaches another workspace."""
 
@@ -20,7 +21,7 @@ from shared.processing import LedgerEntry
 from shared.query import Aggregate, ContinuationSigner, Queries, Query, parse_query, statement_values
 from shared.settings import SqlDialect
 from shared.sql import Database, statement
-from tests.integration.test_rls import RlsDatabase, connect, ensure_reader_group, make_login
+from tests.integration.test_rls import bind, connect
 from tests.support.postgres import PostgresCluster, PostgresDatabase
 
 pytestmark = pytest.mark.integration
@@ -32,14 +33,13 @@ WINDOW = {"from": "2024-05-01T00:00:00Z", "to": "2024-05-03T00:00:00Z"}
 
 @dataclass
 class Target:
-    owner: Database  # the processor: writes every workspace
-    readers: Database  # the reader login (PostgreSQL) whose sessions the queries use
+    database: Database  # the processor's, whose reader sessions the queries use (as in a deployment)
     a: str
     b: str
 
     def queries(self) -> Queries:
         return Queries(
-            readers=self.readers.reader,
+            readers=self.database.reader,
             counters=NoCounters(),
             plans={},
             signer=ContinuationSigner(lambda: b"k"),
@@ -92,26 +92,15 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     if request.param is SqlDialect.SQLITE:
         database = Database.open(SqlDialect.SQLITE, str(tmp_path / "sluice.db"))
+    else:
+        pg: PostgresDatabase = request.getfixturevalue("pg_database")
+        database = Database.open(SqlDialect.POSTGRESQL, pg.connection_string)
+    try:
         database.migrate()
         fill(database, a, b)
-        yield Target(database, database, a, b)
-        database.close()
-        return
-    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
-    pg: PostgresDatabase = request.getfixturevalue("pg_database")
-    ensure_reader_group(cluster)
-    owner = Database.open(SqlDialect.POSTGRESQL, pg.connection_string)
-    owner.migrate()
-    fill(owner, a, b)
-    logins = make_login(RlsDatabase(cluster, pg, owner, a, b))
-    login = next(logins)
-    readers = Database.open(SqlDialect.POSTGRESQL, login.connection_string)
-    try:
-        yield Target(owner, readers, a, b)
+        yield Target(database, a, b)
     finally:
-        readers.close()
-        owner.close()
-        next(logins, None)
+        database.close()
 
 
 def all_pages(queries: Queries, workspace_id: str, aggregate: Aggregate, params: dict[str, str]) -> list[Any]:
@@ -196,7 +185,7 @@ def test_given_a_reader_session_for_a_when_values_name_b_then_the_session_s_work
     the statement's parameters is replaced by the session's own."""
     query_values = {**statement_values(window_query(target.a)), "workspace_id": target.b}
 
-    with target.readers.reader(target.a) as session:
+    with target.database.reader(target.a) as session:
         rows = session.query_page("usage", query_values)
 
     assert {row[2] for row in rows} == {"web-1", "web-3"}
@@ -212,17 +201,13 @@ def test_given_postgresql_rls_when_a_query_statement_names_b_on_a_connection_bou
 ) -> None:
     """Row-level security holds under the query statements themselves: run with B's id in its WHERE
     clause (a garbled query) on a reader connection bound to A, each returns nothing."""
-    ensure_reader_group(postgres_cluster)
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     owner = Database.open(SqlDialect.POSTGRESQL, pg_database.connection_string)
     owner.migrate()
     fill(owner, a, b)
-    logins = make_login(RlsDatabase(postgres_cluster, pg_database, owner, a, b))
-    login = next(logins)
-    connection = connect(login.connection_string)
+    connection = connect(pg_database.connection_string)
     try:
-        bind = statement(SqlDialect.POSTGRESQL, "bind_reader")
-        connection.cursor().execute(bind.text, *bind.bind({"workspace_id": a}))
+        bind(connection, a)
         query = statement(SqlDialect.POSTGRESQL, f"query_{aggregate.value}")
         values = {
             **statement_values(window_query(a, aggregate)),
@@ -237,4 +222,3 @@ def test_given_postgresql_rls_when_a_query_statement_names_b_on_a_connection_bou
     finally:
         connection.close()
         owner.close()
-        next(logins, None)

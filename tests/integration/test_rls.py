@@ -22,7 +22,7 @@ from shared.aggregate import Aggregates, EventRow, PerfRow, SyslogRow, UsageRow
 from shared.errors import DatabaseError, DatabaseUnavailable, InvalidCustomerId
 from shared.processing import LedgerEntry
 from shared.settings import SqlDialect
-from shared.sql import Database
+from shared.sql import Database, batches
 from tests.support.aggregates import sorted_aggregates
 from tests.support.postgres import PostgresCluster, PostgresDatabase, odbc_connection_string
 
@@ -74,7 +74,7 @@ def listed(reads: Any, *workspace: str) -> Aggregates:
     )
 
 
-# -- PostgreSQL: a real reader login -----------------------------------------------------------------
+# -- PostgreSQL: the app's login, dropped to sluice_reader by a signed binding -----------------------
 
 
 @dataclass
@@ -87,23 +87,13 @@ class Login:
 class RlsDatabase:
     cluster: PostgresCluster
     database: PostgresDatabase
-    owner: Database  # the processor: the tables' owner
+    owner: Database  # the processor: the tables' owner, whose login reader sessions also use
     workspace_a: str
     workspace_b: str
 
 
-def ensure_reader_group(cluster: PostgresCluster) -> None:
-    """What an administrator does once per server when the app role may not create roles (the tests'
-    `sluice` role is NOCREATEROLE): the migration then only grants to the group."""
-    cluster.admin_execute(
-        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sluice_reader') THEN "
-        "CREATE ROLE sluice_reader NOLOGIN; END IF; END $$"
-    )
-
-
 @pytest.fixture
 def rls(postgres_cluster: PostgresCluster, pg_database: PostgresDatabase) -> Iterator[RlsDatabase]:
-    ensure_reader_group(postgres_cluster)
     owner = Database.open(SqlDialect.POSTGRESQL, pg_database.connection_string)
     try:
         owner.migrate()
@@ -115,16 +105,12 @@ def rls(postgres_cluster: PostgresCluster, pg_database: PostgresDatabase) -> Ite
         owner.close()
 
 
-def make_login(rls: RlsDatabase, *, grants: str = "") -> Iterator[Login]:
-    name = f"reader_{uuid.uuid4().hex[:12]}"
+def make_login(rls: RlsDatabase, *, groups: str = "") -> Iterator[Login]:
+    """A login of its own, in the given groups: what someone holding only those rights can do."""
+    name = f"login_{uuid.uuid4().hex[:12]}"
     password = secrets.token_hex(16)
-    rls.cluster.admin_execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {READER_GROUP}")
-    if grants:
-        owner_connection = connect(rls.database.connection_string)
-        try:
-            owner_connection.cursor().execute(grants.format(role=name))
-        finally:
-            owner_connection.close()
+    membership = f" IN ROLE {groups}" if groups else ""
+    rls.cluster.admin_execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'{membership}")
     try:
         yield Login(
             name,
@@ -137,31 +123,37 @@ def make_login(rls: RlsDatabase, *, grants: str = "") -> Iterator[Login]:
         rls.cluster.admin_execute(f"DROP ROLE {name}")
 
 
-@pytest.fixture
-def reader(rls: RlsDatabase) -> Iterator[Login]:
-    """A login whose only privileges are those of sluice_reader."""
-    yield from make_login(rls)
-
-
-@pytest.fixture
-def writer(rls: RlsDatabase) -> Iterator[Login]:
-    """A reader that was also granted INSERT (by the owner): what the policy's WITH CHECK is for."""
-    tables = ", ".join(AGGREGATE_TABLES)
-    yield from make_login(rls, grants=f"GRANT INSERT ON {tables} TO {{role}}")
-
-
 def connect(connection_string: str) -> Any:
     import pyodbc
 
     return pyodbc.connect(connection_string, autocommit=True)
 
 
+@pytest.fixture
+def app_connection(rls: RlsDatabase) -> Iterator[Any]:
+    """A connection of the app's login, as a reader session opens it."""
+    connection = connect(rls.database.connection_string)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
 def bind(connection: Any, workspace_id: str) -> None:
-    connection.cursor().execute(f"SELECT set_config('{SETTING}', ?, false)", workspace_id)
+    """What a reader session runs first (bind_reader)."""
+    connection.cursor().execute("SELECT sluice_bind_reader(?)", workspace_id)
 
 
 def rows(connection: Any, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in connection.cursor().execute(sql, *params).fetchall()]
+
+
+def set_setting(connection: Any, name: str, value: str) -> None:
+    connection.cursor().execute("SELECT set_config(?, ?, false)", name, value)
+
+
+def total_rows(connection: Any) -> int:
+    return sum(rows(connection, f"SELECT count(*) FROM {table}")[0][0] for table in AGGREGATE_TABLES)
 
 
 def owner_counts(rls: RlsDatabase, table: str) -> dict[str, int]:
@@ -171,117 +163,147 @@ def owner_counts(rls: RlsDatabase, table: str) -> dict[str, int]:
     return {workspace: int(n) for workspace, n in found}
 
 
-def test_given_a_reader_login_bound_to_a_when_reading_every_table_then_all_of_a_and_none_of_b(
-    rls: RlsDatabase, reader: Login
+def test_given_a_connection_bound_to_a_when_reading_every_table_then_all_of_a_and_none_of_b(
+    rls: RlsDatabase, app_connection: Any
 ) -> None:
-    connection = connect(reader.connection_string)
-    try:
-        bind(connection, rls.workspace_a)
-        for table in AGGREGATE_TABLES:
-            expected = owner_counts(rls, table)
-            assert set(expected) == {rls.workspace_a, rls.workspace_b}, "both workspaces have rows"
+    bind(app_connection, rls.workspace_a)
 
-            seen = rows(connection, f"SELECT workspace_id, count(*) FROM {table} GROUP BY workspace_id")
+    assert rows(app_connection, "SELECT current_user") == [(READER_GROUP,)]
+    for table in AGGREGATE_TABLES:
+        expected = owner_counts(rls, table)
+        assert set(expected) == {rls.workspace_a, rls.workspace_b}, "both workspaces have rows"
 
-            assert seen == [(rls.workspace_a, expected[rls.workspace_a])], table
-    finally:
-        connection.close()
+        seen = rows(app_connection, f"SELECT workspace_id, count(*) FROM {table} GROUP BY workspace_id")
+
+        assert seen == [(rls.workspace_a, expected[rls.workspace_a])], table
 
 
-def test_given_a_reader_bound_to_a_when_its_where_clause_names_b_then_it_still_reads_nothing_of_b(
-    rls: RlsDatabase, reader: Login
+def test_given_a_connection_bound_to_a_when_its_where_clause_names_b_then_it_still_reads_nothing_of_b(
+    rls: RlsDatabase, app_connection: Any
 ) -> None:
-    connection = connect(reader.connection_string)
-    try:
-        bind(connection, rls.workspace_a)
-        for table in AGGREGATE_TABLES:
-            assert rows(connection, f"SELECT * FROM {table} WHERE workspace_id = ?", rls.workspace_b) == []
-            assert rows(
-                connection, f"SELECT count(*) FROM {table} WHERE workspace_id <> ?", rls.workspace_a
-            ) == [(0,)]
-            assert (
-                rows(connection, f"SELECT count(*) FROM {table} WHERE true OR workspace_id = ?", "x")[0][0]
-                > 0
-            )
-    finally:
-        connection.close()
+    bind(app_connection, rls.workspace_a)
+    for table in AGGREGATE_TABLES:
+        assert rows(app_connection, f"SELECT * FROM {table} WHERE workspace_id = ?", rls.workspace_b) == []
+        assert rows(
+            app_connection, f"SELECT count(*) FROM {table} WHERE workspace_id <> ?", rls.workspace_a
+        ) == [(0,)]
+        assert (
+            rows(app_connection, f"SELECT count(*) FROM {table} WHERE true OR workspace_id = ?", "x")[0][0]
+            > 0
+        )
 
 
-def test_given_a_reader_without_a_workspace_setting_when_reading_then_it_sees_no_row(
-    rls: RlsDatabase, reader: Login
+def test_given_a_bound_connection_when_the_workspace_setting_is_forged_then_it_sees_no_row_at_all(
+    rls: RlsDatabase, app_connection: Any
 ) -> None:
-    connection = connect(reader.connection_string)
-    try:
-        for table in AGGREGATE_TABLES:
-            assert rows(connection, f"SELECT count(*) FROM {table}") == [(0,)]
-        bind(connection, "")  # set, then emptied: still nothing
-        for table in AGGREGATE_TABLES:
-            assert rows(connection, f"SELECT count(*) FROM {table}") == [(0,)]
-    finally:
-        connection.close()
+    """Re-pointing the setting, or copying A's proof beside B, or making one up: the proof no longer
+    matches, so the policies admit nothing, neither B's rows nor A's."""
+    bind(app_connection, rls.workspace_a)
+    proof_of_a = rows(app_connection, "SELECT current_setting('sluice.workspace_proof')")[0][0]
+    assert total_rows(app_connection) > 0
+
+    set_setting(app_connection, SETTING, rls.workspace_b)
+    assert total_rows(app_connection) == 0
+    for forged in (proof_of_a, "", "0" * 64, proof_of_a.upper()):
+        set_setting(app_connection, "sluice.workspace_proof", forged)
+        assert total_rows(app_connection) == 0, forged
 
 
-def test_given_a_reader_bound_to_a_when_inserting_a_row_for_b_then_it_is_refused(
-    rls: RlsDatabase, reader: Login
+def test_given_a_bound_connection_when_it_reaches_for_the_key_or_the_binding_functions_then_refused(
+    rls: RlsDatabase, app_connection: Any
 ) -> None:
     import pyodbc
 
-    connection = connect(reader.connection_string)
-    try:
-        bind(connection, rls.workspace_a)
-        for workspace in (rls.workspace_b, rls.workspace_a):
-            with pytest.raises(pyodbc.Error, match="permission denied"):
-                connection.cursor().execute(
-                    "INSERT INTO usage_hourly (workspace_id, hour, log_type, computer, records, bytes) "
-                    "VALUES (?, '2024-05-01 13:00:00', 'Syslog', 'x', 1, 1)",
-                    workspace,
-                )
-        for statement_text in (
-            "UPDATE syslog_hourly SET messages = messages + 1",
-            "DELETE FROM perf_hourly",
-            "INSERT INTO events_hourly SELECT * FROM events_hourly",
-        ):
-            with pytest.raises(pyodbc.Error, match="permission denied"):
-                connection.cursor().execute(statement_text)
+    bind(app_connection, rls.workspace_a)
+    for attempt in (
+        "SELECT key FROM reader_binding_key",
+        f"SELECT sluice_workspace_proof('{rls.workspace_b}')",
+        f"SELECT sluice_bind_reader('{rls.workspace_b}')",
+    ):
         with pytest.raises(pyodbc.Error, match="permission denied"):
-            connection.cursor().execute("SELECT * FROM processed_blobs")
-    finally:
-        connection.close()
+            app_connection.cursor().execute(attempt)
+    assert rows(app_connection, "SELECT current_setting('sluice.workspace_id')") == [(rls.workspace_a,)]
+
+
+def test_given_a_login_only_in_sluice_reader_when_it_binds_itself_then_refused_and_forging_shows_nothing(
+    rls: RlsDatabase,
+) -> None:
+    """A login holding exactly the reader group's rights: it cannot call the binding, and the settings
+    it can write itself are worth nothing without the proof."""
+    import pyodbc
+
+    for login in make_login(rls, groups=READER_GROUP):
+        connection = connect(login.connection_string)
+        try:
+            with pytest.raises(pyodbc.Error, match="permission denied"):
+                bind(connection, rls.workspace_b)
+            assert total_rows(connection) == 0
+            set_setting(connection, SETTING, rls.workspace_b)
+            set_setting(connection, "sluice.workspace_proof", "0" * 64)
+            assert total_rows(connection) == 0
+        finally:
+            connection.close()
+
+
+def test_given_a_connection_without_a_binding_when_reading_as_sluice_reader_then_it_sees_no_row(
+    rls: RlsDatabase, app_connection: Any
+) -> None:
+    app_connection.cursor().execute("SET ROLE sluice_reader")
+    assert total_rows(app_connection) == 0
+    set_setting(app_connection, SETTING, rls.workspace_a)  # a workspace without its proof
+    assert total_rows(app_connection) == 0
+
+
+def test_given_a_connection_bound_to_a_when_writing_then_it_is_refused(
+    rls: RlsDatabase, app_connection: Any
+) -> None:
+    import pyodbc
+
+    bind(app_connection, rls.workspace_a)
+    for workspace in (rls.workspace_b, rls.workspace_a):
+        with pytest.raises(pyodbc.Error, match="permission denied"):
+            app_connection.cursor().execute(
+                "INSERT INTO usage_hourly (workspace_id, hour, log_type, computer, records, bytes) "
+                "VALUES (?, '2024-05-01 13:00:00', 'Syslog', 'x', 1, 1)",
+                workspace,
+            )
+    for statement_text in (
+        "UPDATE syslog_hourly SET messages = messages + 1",
+        "DELETE FROM perf_hourly",
+        "INSERT INTO events_hourly SELECT * FROM events_hourly",
+        "SELECT * FROM processed_blobs",
+    ):
+        with pytest.raises(pyodbc.Error, match="permission denied"):
+            app_connection.cursor().execute(statement_text)
     assert owner_counts(rls, "usage_hourly") == {rls.workspace_a: 1, rls.workspace_b: 1}
 
 
-def test_given_a_login_granted_insert_and_bound_to_a_when_inserting_for_b_then_the_policy_refuses_it(
-    rls: RlsDatabase, writer: Login
+def test_given_sluice_reader_granted_insert_and_bound_to_a_when_inserting_for_b_then_the_policy_refuses(
+    rls: RlsDatabase, app_connection: Any
 ) -> None:
     """Privileges aside, the policy's WITH CHECK refuses a row of another workspace."""
     import pyodbc
 
+    app_connection.cursor().execute(f"GRANT INSERT ON syslog_hourly TO {READER_GROUP}")  # this database only
     insert = (
         "INSERT INTO syslog_hourly (workspace_id, hour, computer, facility, severity, messages) "
         "VALUES (?, '2024-05-01 15:00:00', 'w-host', 'user', 'notice', 1)"
     )
-    connection = connect(writer.connection_string)
-    try:
-        bind(connection, rls.workspace_a)
-        with pytest.raises(pyodbc.Error, match="row-level security"):
-            connection.cursor().execute(insert, rls.workspace_b)
-        connection.cursor().execute(insert, rls.workspace_a)
-    finally:
-        connection.close()
+    bind(app_connection, rls.workspace_a)
+    with pytest.raises(pyodbc.Error, match="row-level security"):
+        app_connection.cursor().execute(insert, rls.workspace_b)
+    app_connection.cursor().execute(insert, rls.workspace_a)
+
     assert owner_counts(rls, "syslog_hourly") == {rls.workspace_a: 3, rls.workspace_b: 2}
 
 
 def test_given_the_owner_when_reading_then_row_level_security_does_not_apply_to_the_processor(
-    rls: RlsDatabase,
+    rls: RlsDatabase, app_connection: Any
 ) -> None:
     """The processor is the tables' owner and the tables are not FORCEd: it sees and writes every
     workspace (each of its queries names its workspace instead)."""
-    connection = connect(rls.database.connection_string)
-    try:
-        for table in AGGREGATE_TABLES:
-            assert rows(connection, f"SELECT count(DISTINCT workspace_id) FROM {table}") == [(2,)]
-    finally:
-        connection.close()
+    for table in AGGREGATE_TABLES:
+        assert rows(app_connection, f"SELECT count(DISTINCT workspace_id) FROM {table}") == [(2,)]
     assert listed(rls.owner, rls.workspace_b) == sorted_aggregates(aggregates_for("b-host", 5))
 
 
@@ -305,36 +327,32 @@ def test_given_the_migrated_schema_then_every_table_with_a_workspace_column_but_
     assert found["processed_blobs"][0] is False  # the ledger is never granted to readers
     grants = rls.cluster.admin_execute(
         "SELECT table_name, privilege_type FROM information_schema.role_table_grants "
-        f"WHERE grantee = '{READER_GROUP}' ORDER BY table_name",
+        f"WHERE grantee IN ('{READER_GROUP}', 'PUBLIC') AND table_schema = 'public' ORDER BY table_name",
         database=rls.database.name,
     )
     assert sorted(tuple(g) for g in grants) == sorted((t, "SELECT") for t in AGGREGATE_TABLES)
 
 
 def test_given_a_reader_session_for_a_when_listing_then_exactly_a_s_rows_of_every_table(
-    rls: RlsDatabase, reader: Login
+    rls: RlsDatabase,
 ) -> None:
-    database = Database.open(SqlDialect.POSTGRESQL, reader.connection_string)
-    try:
-        with database.reader(rls.workspace_a) as session_a, database.reader(rls.workspace_b) as session_b:
-            assert listed(session_a) == listed(rls.owner, rls.workspace_a)
-            assert listed(session_b) == listed(rls.owner, rls.workspace_b)
-            assert listed(session_a) == sorted_aggregates(aggregates_for("a-host", 1))
-        # The reader login alone, without the session's binding, sees nothing: RLS, not the WHERE clause.
-        assert database.list_usage(rls.workspace_a) == []
-    finally:
-        database.close()
+    with rls.owner.reader(rls.workspace_a) as session_a, rls.owner.reader(rls.workspace_b) as session_b:
+        assert listed(session_a) == listed(rls.owner, rls.workspace_a)
+        assert listed(session_b) == listed(rls.owner, rls.workspace_b)
+        assert listed(session_a) == sorted_aggregates(aggregates_for("a-host", 1))
+    # The processor's own connection is untouched by its reader sessions.
+    assert listed(rls.owner, rls.workspace_b) == sorted_aggregates(aggregates_for("b-host", 5))
 
 
 def test_given_a_reader_session_when_its_connection_is_killed_then_the_next_connection_is_bound_again(
-    rls: RlsDatabase, reader: Login
+    rls: RlsDatabase,
 ) -> None:
-    database = Database.open(SqlDialect.POSTGRESQL, reader.connection_string)
-    with database.reader(rls.workspace_a) as session:
+    with rls.owner.reader(rls.workspace_a) as session:
         expected = listed(session)
         assert expected.usage
         rls.cluster.admin_execute(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{reader.name}'"
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{rls.database.name}' AND pid <> pg_backend_pid()"
         )
 
         with pytest.raises(DatabaseUnavailable):
@@ -343,29 +361,33 @@ def test_given_a_reader_session_when_its_connection_is_killed_then_the_next_conn
         assert listed(session) == expected
 
 
-def test_given_the_owner_s_database_when_opening_a_reader_session_on_postgresql_then_it_is_refused(
+def test_given_a_login_outside_sluice_reader_when_opening_a_reader_session_then_it_is_refused(
     rls: RlsDatabase,
 ) -> None:
-    """A reader session never runs as the owner (to whom no policy applies): SET ROLE sluice_reader is
-    refused to a login that is not in the group, and that is not worth retrying."""
-    with rls.owner.reader(rls.workspace_a) as session, pytest.raises(DatabaseError, match="sluice_reader"):
-        session.list_usage()
+    """A reader session never runs with more than sluice_reader's rights: a login that may not bind
+    (nor SET ROLE to the group) is refused, and that is not worth retrying."""
+    for login in make_login(rls):
+        database = Database.open(SqlDialect.POSTGRESQL, login.connection_string)
+        try:
+            with (
+                database.reader(rls.workspace_a) as session,
+                pytest.raises(DatabaseError, match="sluice_bind"),
+            ):
+                session.list_usage()
+        finally:
+            database.close()
 
 
-def test_given_a_reader_connection_running_its_own_sql_then_it_can_re_point_the_setting(
-    rls: RlsDatabase, reader: Login
+def test_given_a_reader_connection_running_its_own_sql_then_reset_role_returns_to_the_login(
+    rls: RlsDatabase, app_connection: Any
 ) -> None:
-    """The threat model, stated as a test: in PostgreSQL the workspace is an ordinary session setting,
-    so RLS guards against the service's query mistakes, not against a client running arbitrary SQL on a
-    reader connection. Reader connections therefore run only ReaderSession's fixed statements (Azure
-    SQL's read-only SESSION_CONTEXT closes this gap there)."""
-    connection = connect(reader.connection_string)
-    try:
-        bind(connection, rls.workspace_a)
-        bind(connection, rls.workspace_b)
-        assert rows(connection, "SELECT DISTINCT workspace_id FROM usage_hourly") == [(rls.workspace_b,)]
-    finally:
-        connection.close()
+    """PostgreSQL's limit, stated as a test: a session may RESET ROLE to its login, the owner, whom no
+    policy filters. Reader connections therefore run only ReaderSession's fixed statements; Azure SQL's
+    EXECUTE AS ... WITH NO REVERT closes this there."""
+    bind(app_connection, rls.workspace_a)
+    app_connection.cursor().execute("RESET ROLE")
+
+    assert rows(app_connection, "SELECT count(DISTINCT workspace_id) FROM usage_hourly") == [(2,)]
 
 
 # -- SQLite: no RLS, the session still scopes every query ------------------------------------------
@@ -406,10 +428,6 @@ def sql_file(dialect: SqlDialect, name: str) -> str:
     return (SQL_DIR / dialect.value / f"{name}.sql").read_text(encoding="utf-8")
 
 
-def batches(text: str) -> list[str]:
-    return [b.strip() for b in re.split(r"^\s*GO\s*$", text, flags=re.MULTILINE | re.IGNORECASE) if b.strip()]
-
-
 def created_tables(dialect: SqlDialect) -> set[str]:
     found: set[str] = set()
     for migration in sql_module.migrations(dialect):
@@ -429,27 +447,30 @@ def test_given_each_dialect_then_the_aggregate_tables_exist_and_rls_is_migration
         "V0002__record_aggregates.sql",
         "V0003__row_level_security.sql",
     ]
-    assert created_tables(dialect) == {*AGGREGATE_TABLES, "processed_blobs"}
+    own_tables = {SqlDialect.POSTGRESQL: {"reader_binding_key"}}.get(dialect, set())
+    assert created_tables(dialect) == {*AGGREGATE_TABLES, "processed_blobs", *own_tables}
 
 
-def test_given_the_postgresql_rls_migration_then_each_aggregate_table_has_its_policy_and_none_is_forced() -> (
+def test_given_the_postgresql_rls_migrations_then_each_aggregate_table_has_its_signed_policy_unforced() -> (
     None
 ):
-    text = sql_file(SqlDialect.POSTGRESQL, "V0003__row_level_security")
+    enabling = sql_file(SqlDialect.POSTGRESQL, "V0003__row_level_security")
+    signed = sql_file(SqlDialect.POSTGRESQL, "V0004__reader_sessions")
 
     for table in AGGREGATE_TABLES:
-        assert f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY" in text
+        assert f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY" in enabling
         policy = re.search(
-            rf"CREATE POLICY workspace_isolation ON {table}\s+USING \((.*?)\)\s+WITH CHECK \((.*?)\)\n", text
+            rf"CREATE POLICY workspace_isolation ON {table}\s+USING \((.*?)\)\s+WITH CHECK \((.*?)\)\n",
+            signed,
         )
         assert policy is not None, table
-        assert (
-            policy.group(1)
-            == policy.group(2)
-            == "workspace_id = current_setting('sluice.workspace_id', true)"
-        )
-    assert "FORCE ROW LEVEL SECURITY" not in text
-    assert "GRANT SELECT ON usage_hourly, perf_hourly, events_hourly, syslog_hourly TO sluice_reader" in text
+        assert policy.group(1) == policy.group(2) == "workspace_id = (SELECT sluice_bound_workspace())"
+    assert "FORCE ROW LEVEL SECURITY" not in enabling + signed
+    assert (
+        "GRANT SELECT ON usage_hourly, perf_hourly, events_hourly, syslog_hourly TO sluice_reader" in enabling
+    )
+    for function in ("sluice_workspace_proof(text)", "sluice_bind_reader(text)"):
+        assert f"REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC" in signed
 
 
 def test_given_the_tsql_rls_migration_then_the_policy_filters_and_blocks_every_aggregate_table() -> None:
@@ -486,28 +507,27 @@ def test_given_the_tsql_predicate_function_then_it_parses_and_compares_the_read_
     assert "@workspace_id = CAST(SESSION_CONTEXT(N'workspace_id') AS VARCHAR(36))" in body
     assert "IS_ROLEMEMBER(N'sluice_processor') = 1" in body
     assert "processor'" not in body.replace("sluice_processor'", ""), "no exemption by session flag"
+
+
+def test_given_the_tsql_reader_binding_then_read_only_context_then_the_reader_user_without_revert() -> None:
+    """The session context first (with the parameter), then, as a batch without placeholders (sent ad
+    hoc: NO REVERT is refused inside sp_executesql), the switch to V0004's user for good."""
     bind_reader = sql_module.statement(SqlDialect.TSQL, "bind_reader")
-    call = sqlglot.parse_one(bind_reader.text.split("\n", 3)[-1], read="tsql")
-    assert isinstance(call, exp.Execute)
+    context, switch = (uncommented(batch) for batch in batches(bind_reader.text))
+
+    assert isinstance(sqlglot.parse_one(context, read="tsql"), exp.Execute)
     assert bind_reader.params == ("workspace_id",)
-    assert "@key = N'workspace_id', @value = ?, @read_only = 1" in bind_reader.text
+    assert "@key = N'workspace_id', @value = ?, @read_only = 1" in context
+    assert switch == EXECUTE_AS_READER and "?" not in bind_reader.text.split("\nGO\n")[1]
+    user = batches(sql_file(SqlDialect.TSQL, "V0004__reader_sessions"))
+    assert uncommented(user[0]).endswith("CREATE USER sluice_reader_session WITHOUT LOGIN")
+    assert user[1].endswith("ALTER ROLE sluice_reader ADD MEMBER sluice_reader_session")
+    assert user[2] == "GRANT IMPERSONATE ON USER::sluice_reader_session TO sluice_processor"
+    assert "sluice_reader_session" not in sql_file(SqlDialect.TSQL, "V0003__row_level_security")
 
 
-def test_given_the_tsql_files_then_only_roles_and_the_security_policy_are_opaque_to_sqlglot() -> None:
-    opaque = []
-    for path in sorted((SQL_DIR / SqlDialect.TSQL.value).glob("*.sql")):
-        text = path.read_text(encoding="utf-8")
-        if text.startswith("-- params:"):
-            text = text.split("\n", 1)[1]
-        for batch in batches(text):
-            parsed = sqlglot.parse_one(batch, read="tsql")
-            for command in [parsed, *parsed.find_all(exp.Command)]:
-                if isinstance(command, exp.Command):
-                    opaque.append(f"{command.this}{command.expression}".split("\n")[0])
+EXECUTE_AS_READER = "EXECUTE AS USER = N'sluice_reader_session' WITH NO REVERT"
 
-    assert sorted(set(opaque)) == [
-        "CREATE ROLE sluice_processor",
-        "CREATE ROLE sluice_reader",
-        "CREATE SECURITY POLICY dbo.workspace_isolation",
-        "DROP SECURITY POLICY dbo.workspace_isolation",
-    ]
+
+def uncommented(batch: str) -> str:
+    return "\n".join(line for line in batch.splitlines() if not line.lstrip().startswith("--")).strip()

@@ -141,6 +141,10 @@ class PostgresCluster:
             f"CREATE ROLE {self.app_user} LOGIN PASSWORD '{self.app_password}' "
             "NOSUPERUSER NOCREATEDB NOCREATEROLE"
         )
+        # What an administrator does once per server when the app's login may not create roles: the
+        # reader group, which the app's reader sessions SET ROLE to (migrations V0003, V0004).
+        self.admin_execute("CREATE ROLE sluice_reader NOLOGIN")
+        self.admin_execute(f"GRANT sluice_reader TO {self.app_user}")
         return self
 
     def stop(self) -> None:

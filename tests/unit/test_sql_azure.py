@@ -51,6 +51,9 @@ class FakeCursor:
     def fetchone(self) -> tuple[Any, ...] | None:
         return None
 
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return []
+
 
 @dataclass
 class FakeOdbcConnection:
@@ -379,3 +382,29 @@ def test_given_stale_token_connection_when_database_used_then_replaced_before_us
     assert (first.closed, second.closed) == (True, False)
     assert [sent_token(c) for c in odbc.opened] == ["token-1", "token-2"]
     assert [len(c.cursors) for c in odbc.opened] == [2, 1]
+
+
+def test_given_entra_settings_when_a_reader_session_reads_then_bound_read_only_and_run_as_the_reader_user(
+    odbc: FakeOdbcDriver, credential: FakeCredential
+) -> None:
+    """The app's identity is a member of sluice_processor, which the security policy exempts: before
+    its first query, a reader session fixes the workspace (read-only) and drops to the reader user for
+    good, that second batch sent without parameters (ad hoc) so that NO REVERT is accepted."""
+    database = database_for(Settings.from_env(ENTRA), MemorySecrets(), credential=credential)
+
+    with database.reader(WS) as session:
+        assert session.list_usage() == []
+        assert session.list_perf() == []
+
+    [opened] = odbc.opened  # the session's own connection, closed with it
+    assert opened.closed
+    executed = [step for cursor in opened.cursors for step in cursor.executed]
+    (context_sql, context_params), (switch_sql, switch_params) = executed[:2]
+    assert context_sql.endswith(
+        "EXEC sp_set_session_context @key = N'workspace_id', @value = ?, @read_only = 1"
+    )
+    assert context_params == (WS,)
+    assert switch_sql.endswith("\nEXECUTE AS USER = N'sluice_reader_session' WITH NO REVERT")
+    assert switch_params == ()
+    assert [params for _, params in executed[2:]] == [(WS,), (WS,)]  # the queries, once bound
+    assert opened.commits >= 1 and "EXECUTE AS" not in " ".join(sql for sql, _ in executed[2:])

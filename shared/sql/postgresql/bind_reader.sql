@@ -1,5 +1,5 @@
 -- params: workspace_id
--- Run once per reader connection, committed, before any query: SET ROLE sluice_reader (set_config of
--- `role` is SET ROLE; it fails unless the login is a member, so a reader session never runs as the
--- owner, to whom the policies do not apply) and the workspace the policies compare rows to.
-SELECT set_config('role', 'sluice_reader', false), set_config('sluice.workspace_id', CAST(? AS text), false)
+-- Run once per reader connection, committed, before any query (V0004): the workspace and its proof,
+-- then SET ROLE sluice_reader, to which the policies apply. Refused unless the login is a member of
+-- sluice_reader, so a reader session never runs as the owner.
+SELECT sluice_bind_reader(CAST(? AS text))
