@@ -21,7 +21,13 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.data.tables import TableServiceClient, UpdateMode
-from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContentSettings
+from azure.storage.blob import (
+    BlobClient,
+    BlobProperties,
+    BlobServiceClient,
+    ContentSettings,
+    ExponentialRetry,
+)
 
 from shared.agents import Agent, AgentState
 from shared.errors import (
@@ -58,6 +64,12 @@ DAY_ROOTS = (RAW_PREFIX, QUARANTINE_PREFIX + RAW_PREFIX)
 # A copy within one account completes synchronously in practice; a pending one is polled this long.
 COPY_TIMEOUT_SECONDS = 30.0
 COPY_POLL_SECONDS = 0.25
+# Bounded retries: with storage down, a request gets its 503 in seconds. The SDKs' defaults retry for
+# about 85 s (blob: 15 s + 3^n backoff; tables: 10 retries), longer than agents and Event Grid wait.
+STORAGE_RETRIES = 2  # 3 attempts
+STORAGE_CONNECTION_TIMEOUT_SECONDS = 5
+BLOB_RETRY_BACKOFF_SECONDS = 2  # before each retry (±0.5 s jitter)
+TABLE_RETRY_BACKOFF_FACTOR = 0.5  # azure-core: retries at once, then after 1 s
 
 log = logging.getLogger("sluice.storage")
 
@@ -91,17 +103,31 @@ def credential_for(settings: StorageSettings) -> TokenCredential:
 
 
 def blob_service(settings: StorageSettings) -> BlobServiceClient:
+    options: dict[str, Any] = {
+        "retry_policy": ExponentialRetry(  # waits initial_backoff + increment_base^n, so a fixed backoff
+            initial_backoff=BLOB_RETRY_BACKOFF_SECONDS,
+            increment_base=0,
+            retry_total=STORAGE_RETRIES,
+            random_jitter_range=0.5,  # type: ignore[arg-type]  # the SDK annotates int, computes in float
+        ),
+        "connection_timeout": STORAGE_CONNECTION_TIMEOUT_SECONDS,
+    }
     if settings.connection_string:
-        return BlobServiceClient.from_connection_string(settings.connection_string)
+        return BlobServiceClient.from_connection_string(settings.connection_string, **options)
     assert settings.blob_service_uri is not None
-    return BlobServiceClient(settings.blob_service_uri, credential=credential_for(settings))
+    return BlobServiceClient(settings.blob_service_uri, credential=credential_for(settings), **options)
 
 
 def table_service(settings: StorageSettings) -> TableServiceClient:
+    options: dict[str, Any] = {
+        "retry_total": STORAGE_RETRIES,
+        "retry_backoff_factor": TABLE_RETRY_BACKOFF_FACTOR,
+        "connection_timeout": STORAGE_CONNECTION_TIMEOUT_SECONDS,
+    }
     if settings.connection_string:
-        return TableServiceClient.from_connection_string(settings.connection_string)
+        return TableServiceClient.from_connection_string(settings.connection_string, **options)
     assert settings.table_service_uri is not None
-    return TableServiceClient(settings.table_service_uri, credential=credential_for(settings))
+    return TableServiceClient(settings.table_service_uri, credential=credential_for(settings), **options)
 
 
 class BlobRawStore:

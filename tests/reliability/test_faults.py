@@ -30,6 +30,7 @@ import pytest
 import ingest_http
 import process_blob
 from devhost.azurite import REPO_ROOT, Azurite
+from shared import azure_storage
 from shared.plans import AGGREGATE_RETENTION_DAYS, Plan
 from shared.runtime import reset_services
 from shared.settings import SqlDialect
@@ -52,7 +53,6 @@ from tests.support.fault_postgres import (
     terminate_backend,
 )
 from tests.support.fault_storage import (
-    fail_fast_storage_clients,
     storage_down,
     stored_blobs,
 )
@@ -114,8 +114,11 @@ def stack(
     pg_database: PostgresDatabase,
 ) -> Iterator[FaultStack]:
     azurite = start_azurite(tmp_path / "azurite")
+    # Production's clients and retry counts, without the waits between attempts: the outage tests want
+    # the answers (tests/integration/test_storage_retries.py checks the production backoff's attempts).
+    monkeypatch.setattr(azure_storage, "BLOB_RETRY_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr(azure_storage, "TABLE_RETRY_BACKOFF_FACTOR", 0)
     try:
-        fail_fast_storage_clients(monkeypatch)
         runtime = configure_runtime(
             monkeypatch,
             storage_connection_string=azurite.ports.connection_string,
