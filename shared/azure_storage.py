@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from itertools import islice
 from typing import Any
@@ -16,6 +17,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -51,7 +53,7 @@ from shared.rawstore import (
     quarantine_name,
 )
 from shared.settings import StorageSettings
-from shared.workspaces import Workspace, WorkspaceState
+from shared.workspaces import Workspace, WorkspaceState, stored_version, workspace_changed
 
 WORKSPACES_TABLE = "workspaces"
 AGENTS_TABLE = "agents"
@@ -367,7 +369,8 @@ class LazyTable:
 
 
 class TableWorkspaceRegistry:
-    """One entity per workspace, PartitionKey = workspace id, so lookups are point reads."""
+    """One entity per workspace, PartitionKey = workspace id, so lookups are point reads. A workspace's
+    version is its entity's ETag; updates and deletes are conditional on it (If-Match)."""
 
     def __init__(self, service: TableServiceClient, *, table_name: str = WORKSPACES_TABLE) -> None:
         self._table = LazyTable(service, table_name)
@@ -388,16 +391,39 @@ class TableWorkspaceRegistry:
                 return []
         return sorted(map(_workspace, entities), key=lambda w: w.created_at)
 
-    def create_workspace(self, workspace: Workspace) -> None:
-        self._table.create(_entity(workspace), what="registering a workspace")
+    def create_workspace(self, workspace: Workspace) -> Workspace:
+        self._table.ensure()
+        with translated("registering a workspace"):
+            written = self._table.client.create_entity(_entity(workspace))
+        return replace(workspace, version=written["etag"])
 
-    def update_workspace(self, workspace: Workspace) -> None:
-        if not self._table.replace_existing(_entity(workspace), what="updating the workspace registry"):
-            raise WorkspaceNotFound(f"Workspace {workspace.workspace_id} does not exist.")
+    def update_workspace(self, workspace: Workspace) -> Workspace:
+        with translated("updating the workspace registry"):
+            try:
+                written = self._table.client.update_entity(
+                    _entity(workspace),
+                    mode=UpdateMode.REPLACE,
+                    etag=stored_version(workspace),
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceNotFoundError:
+                raise WorkspaceNotFound(f"Workspace {workspace.workspace_id} does not exist.") from None
+            except ResourceModifiedError:
+                raise workspace_changed(workspace.workspace_id) from None
+        return replace(workspace, version=written["etag"])
 
-    def delete_workspace(self, workspace_id: str) -> None:
+    def delete_workspace(self, workspace: Workspace) -> None:
+        """Gone already (404) is success: the SDK's delete_entity returns quietly on it."""
         with translated("removing a workspace from the registry"):
-            self._table.client.delete_entity(partition_key=workspace_id, row_key=WORKSPACE_ROW_KEY)
+            try:
+                self._table.client.delete_entity(
+                    partition_key=workspace.workspace_id,
+                    row_key=WORKSPACE_ROW_KEY,
+                    etag=stored_version(workspace),
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError:
+                raise workspace_changed(workspace.workspace_id) from None
 
 
 def _entity(workspace: Workspace) -> dict[str, Any]:
@@ -410,6 +436,8 @@ def _entity(workspace: Workspace) -> dict[str, Any]:
     }
     if workspace.deleted_at is not None:
         entity["deleted_at"] = workspace.deleted_at
+    if workspace.removal_started_at is not None:
+        entity["removal_started_at"] = workspace.removal_started_at
     return entity
 
 
@@ -420,6 +448,8 @@ def _workspace(entity: Any) -> Workspace:
         state=WorkspaceState(entity["state"]),
         created_at=entity["created_at"],
         deleted_at=entity.get("deleted_at"),
+        removal_started_at=entity.get("removal_started_at"),
+        version=entity.metadata["etag"],
     )
 
 

@@ -29,7 +29,8 @@
     │   ├── DatabaseUnavailable
     │   └── TokenKeysUnavailable           the token issuer's JWKS cannot be fetched or read
     ├── Conflict                           409: a thing that must be new exists already
-    │   └── BlobAlreadyExists              raw blobs are never overwritten
+    │   ├── BlobAlreadyExists              raw blobs are never overwritten
+    │   └── WorkspaceChanged               the registry entry changed since it was read: re-read, retry
     ├── StorageRejected                    500: storage refused a call (a missing role, a bad request)
     ├── SecretStoreRejected                500: Key Vault refused the app's identity (401/403)
     ├── DatabaseError                      500: the database refused a statement (not transient)
@@ -252,6 +253,12 @@ class Conflict(SluiceError):
 
 class BlobAlreadyExists(Conflict):
     code = "BlobAlreadyExists"
+
+
+class WorkspaceChanged(Conflict):
+    """A conditional write of a registry entry lost to a write made since the entry was read."""
+
+    code = "WorkspaceChanged"
 
 
 class NotFound(SluiceError):

@@ -13,6 +13,8 @@ The windows, all counted in UTC, each deleting only what has wholly left it:
   Its rows are purged with the raw window's bound and only after that window's raw days are gone, so a
   ledger row never goes while its blob stays (and Event Grid stops redelivering after 24 hours, far
   inside the shortest window, 7 days).
+- daily ingestion counters COUNTER_RETENTION_DAYS, by day: the daily cap and the dashboard read only
+  today's, so older ones are history kept a little over a month for an operator looking back.
 
 Every step is idempotent (a blob or row already gone is success, SQL rows go in bounded batches, each
 its own transaction), so a run that dies half way is finished by the next one, and two overlapping
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from shared.audit import AuditAction, AuditLog
 from shared.diagnostics import SourceRegistry, remove_source
-from shared.errors import RetentionIncomplete, SluiceError, WorkspaceNotFound
+from shared.errors import RetentionIncomplete, SluiceError, WorkspaceChanged, WorkspaceNotFound
 from shared.plans import AGGREGATE_RETENTION_DAYS, PLAN_LIMITS, Plan, PlanLimits
 from shared.rawstore import QUARANTINE_PREFIX, RawDays
 from shared.telemetry import workspace_log
@@ -40,6 +42,7 @@ from shared.workspaces import (
     WorkspaceRegistry,
     all_secret_names,
     removal_due_at,
+    start_removal,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +58,7 @@ PURGE_INTERVAL = timedelta(days=1)
 # Removal deletes every row of the workspace: all of them are before this.
 END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
 MISSING_EXAMPLES = 3
+COUNTER_RETENTION_DAYS = 35
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,9 @@ class WorkspaceCounters(Protocol):
     def delete_workspace_counters(self, workspace_id: str) -> int:
         """Deletes the workspace's daily ingestion counters; returns how many. None left is fine."""
 
+    def delete_counters_before(self, workspace_id: str, *, before: date) -> int:
+        """Deletes the workspace's counters of days before `before`; returns how many."""
+
 
 # -- the windows -----------------------------------------------------------------------------------------
 
@@ -119,6 +126,7 @@ class Windows:
     raw_days: int
     raw_from: date
     aggregates_from: datetime
+    counters_from: date
 
     @classmethod
     def of(cls, plan: Plan, *, limits: PlanLimits, now: datetime) -> Windows:
@@ -128,6 +136,7 @@ class Windows:
             raw_days=days,
             raw_from=raw_from(now, retention_days=days),
             aggregates_from=aggregates_from(now),
+            counters_from=raw_from(now, retention_days=COUNTER_RETENTION_DAYS),
         )
 
 
@@ -156,6 +165,7 @@ class PurgeReport:
     bytes_deleted: int = 0
     aggregate_rows_deleted: int = 0
     ledger_rows_deleted: int = 0
+    counters_deleted: int = 0
 
     def details(self) -> dict[str, Any]:
         return {
@@ -163,11 +173,13 @@ class PurgeReport:
             "raw_retention_days": self.windows.raw_days,
             "raw_kept_from": self.windows.raw_from.isoformat(),
             "aggregates_kept_from": self.windows.aggregates_from.isoformat(),
+            "counters_kept_from": self.windows.counters_from.isoformat(),
             "days_deleted": day_ranges(self.days_deleted),
             "blobs_deleted": self.blobs_deleted,
             "bytes_deleted": self.bytes_deleted,
             "aggregate_rows_deleted": self.aggregate_rows_deleted,
             "ledger_rows_deleted": self.ledger_rows_deleted,
+            "counters_deleted": self.counters_deleted,
         }
 
 
@@ -280,8 +292,9 @@ class Retention:
         return reports
 
     def purge(self, workspace: Workspace, *, now: datetime) -> PurgeReport:
-        """Raw days, then aggregate rows, then ledger rows past their windows, then the report in the
-        audit log. A failure part way is audited too (what went, and why it stopped), then raised."""
+        """Raw days, then aggregate rows, then ledger rows, then daily counters past their windows, then
+        the report in the audit log. A failure part way is audited too (what went, and why it stopped),
+        then raised."""
         workspace_id = workspace.workspace_id
         windows = self.windows(workspace, now=now)
         report = PurgeReport(workspace_id=workspace_id, windows=windows)
@@ -300,9 +313,12 @@ class Retention:
             report.ledger_rows_deleted = self.database.purge_ledger(
                 workspace_id, before=windows.raw_from, batch_rows=self.batch_rows
             )
+            report.counters_deleted = self.counters.delete_counters_before(
+                workspace_id, before=windows.counters_from
+            )
         workspace_log(log, workspace_id).info(
             "retention (%s, %d days): deleted %d blobs (%d bytes) in %d day prefixes, %d aggregate rows, "
-            "%d ledger rows",
+            "%d ledger rows, %d daily counters",
             windows.plan,
             windows.raw_days,
             report.blobs_deleted,
@@ -310,6 +326,7 @@ class Retention:
             len(report.days_deleted),
             report.aggregate_rows_deleted,
             report.ledger_rows_deleted,
+            report.counters_deleted,
         )
         return report
 
@@ -318,13 +335,28 @@ class Retention:
         keys, its agents, its daily ingestion counters, its diagnostics sources (and their SAS), and last
         its registry entry, so a run that stops part way finds it again and
         finishes (each step succeeds when its part is already gone). The audit log is kept. None when
-        there is nothing to remove: the workspace is gone, or was restored meanwhile."""
+        there is nothing to remove: the workspace is gone, or was changed since read (restored, or
+        claimed by an overlapping run, which removes it).
+
+        The removal is first claimed with a write conditional on the entry read, which restore refuses
+        from then on: a restore that lands before the claim makes the claim fail (nothing is removed),
+        one after it is refused. The registry entry is deleted conditional on the claim's version."""
         try:
             # Read again just before deleting: a restore that landed since the list was read wins.
             workspace = self.registry.get_workspace(workspace_id)
+            if not self._removal_due(workspace, now=now):
+                return None
+            # Already claimed: by a run that stopped part way, or by one running now; either way every
+            # step below is idempotent, and the registry delete conditional on the claim's version.
+            claimed = (
+                workspace
+                if workspace.removal_started_at is not None
+                else self.registry.update_workspace(start_removal(workspace, now=now))
+            )
         except WorkspaceNotFound:
             return None
-        if not self._removal_due(workspace, now=now):
+        except WorkspaceChanged:
+            workspace_log(log, workspace_id).info("changed while claiming its removal; left to the next run")
             return None
         report = RemovalReport(workspace_id=workspace_id, deleted_at=workspace.deleted_at)
         # Audited before the registry entry goes: once that is gone no later run would find the
@@ -349,7 +381,7 @@ class Retention:
                     source_id=source.source_id,
                 )
                 report.diagnostics_sources_deleted += 1
-        self.registry.delete_workspace(workspace_id)
+        self.registry.delete_workspace(claimed)
         workspace_log(log, workspace_id).info("workspace removed after its grace period")
         return report
 

@@ -9,13 +9,13 @@ import base64
 import secrets as token_source
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
 from shared.cache import TtlCache
-from shared.errors import NotFound, WorkspaceNotFound
+from shared.errors import NotFound, WorkspaceChanged, WorkspaceNotFound
 from shared.ids import new_workspace_id
 from shared.plans import DEFAULT_PLAN, Plan
 from shared.sharedkey import decode_key
@@ -36,21 +36,42 @@ class Workspace:
     state: WorkspaceState
     created_at: datetime
     deleted_at: datetime | None = None
+    # Set once the retention run has claimed the removal of a deleted workspace: restore is refused.
+    removal_started_at: datetime | None = None
+    # The registry entry's ETag when read (None: not stored yet); writes are conditional on it.
+    version: str | None = field(default=None, compare=False)
 
 
 class WorkspaceRegistry(Protocol):
+    """Workspaces read from the registry carry their version; update and delete succeed only while
+    the entry is still at that version, else WorkspaceChanged (a Workspace without one is a ValueError)."""
+
     def get_workspace(self, workspace_id: str) -> Workspace:
         """Raises WorkspaceNotFound."""
 
     def list_workspaces(self) -> list[Workspace]: ...
 
-    def create_workspace(self, workspace: Workspace) -> None: ...
+    def create_workspace(self, workspace: Workspace) -> Workspace:
+        """The workspace as stored, with its version."""
 
-    def update_workspace(self, workspace: Workspace) -> None:
-        """Raises WorkspaceNotFound."""
+    def update_workspace(self, workspace: Workspace) -> Workspace:
+        """The workspace as stored, with its new version. Raises WorkspaceNotFound, WorkspaceChanged."""
 
-    def delete_workspace(self, workspace_id: str) -> None:
-        """Removes the registry entity; gone already is fine."""
+    def delete_workspace(self, workspace: Workspace) -> None:
+        """Removes the registry entry; gone already is fine. Raises WorkspaceChanged."""
+
+
+def stored_version(workspace: Workspace) -> str:
+    """The version a conditional write of `workspace` expects: only what was read has one."""
+    if workspace.version is None:
+        raise ValueError(f"Workspace {workspace.workspace_id} was not read from the registry: no version.")
+    return workspace.version
+
+
+def workspace_changed(workspace_id: str) -> WorkspaceChanged:
+    return WorkspaceChanged(
+        f"Workspace {workspace_id} was changed by someone else since it was read; read it again and retry."
+    )
 
 
 class SecretStore(Protocol):
@@ -119,9 +140,8 @@ def create_workspace(
     reader_key = new_shared_key()
     secrets.set_secret(reader_key_secret_name(workspace.workspace_id), reader_key)
     containers.create_workspace_container(workspace.workspace_id)
-    registry.create_workspace(workspace)
     return NewWorkspace(
-        workspace=workspace,
+        workspace=registry.create_workspace(workspace),
         primary_key=keys["primary"],
         secondary_key=keys["secondary"],
         enrollment_key=enrollment_key,
@@ -150,6 +170,13 @@ def mark_deleted(workspace: Workspace, *, now: datetime) -> Workspace:
     return replace(workspace, state=WorkspaceState.DELETED, deleted_at=now)
 
 
+def start_removal(workspace: Workspace, *, now: datetime) -> Workspace:
+    """The deleted workspace with its removal claimed: from then on it cannot be restored."""
+    if workspace.state is not WorkspaceState.DELETED:
+        raise ValueError(f"Workspace {workspace.workspace_id} is not deleted.")
+    return replace(workspace, removal_started_at=now)
+
+
 def removal_due_at(workspace: Workspace, *, grace: timedelta) -> datetime | None:
     """When a deleted workspace's data is to be removed; None when it is not deleted."""
     if workspace.state is not WorkspaceState.DELETED:
@@ -161,9 +188,14 @@ def removal_due_at(workspace: Workspace, *, grace: timedelta) -> datetime | None
 
 def restore_deleted(workspace: Workspace, *, now: datetime, grace: timedelta) -> Workspace:
     """The workspace active again, within the grace period only (after it, removal may be under way).
-    ValueError when it is not deleted or its grace period is over."""
+    ValueError when it is not deleted, its grace period is over or its removal has started."""
     if workspace.state is not WorkspaceState.DELETED:
         raise ValueError(f"Workspace {workspace.workspace_id} is not deleted.")
+    if workspace.removal_started_at is not None:
+        raise ValueError(
+            f"Workspace {workspace.workspace_id} is being removed since "
+            f"{workspace.removal_started_at.isoformat()}: it can no longer be restored."
+        )
     due = removal_due_at(workspace, grace=grace)
     if due is not None and now >= due:
         raise ValueError(

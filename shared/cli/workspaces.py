@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.audit import AuditAction
 from shared.cli.common import audit_admin, print_record, print_rows, services
+from shared.errors import WorkspaceChanged
 from shared.ids import parse_workspace_id
 from shared.plans import DEFAULT_PLAN, Plan
 from shared.workspaces import (
     ROTATABLE_KEYS,
     Workspace,
+    WorkspaceRegistry,
     create_workspace,
     mark_deleted,
     removal_due_at,
@@ -63,11 +66,32 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def change_workspace(
+    registry: WorkspaceRegistry, workspace_id: str, change: Callable[[Workspace], Workspace]
+) -> tuple[Workspace, Workspace]:
+    """The workspace before and after `change`, written conditional on the version read. Each command's
+    change is computed from (and checked against) the state it replaces, so after losing to a concurrent
+    write it is applied once more to a fresh read, exactly as the operator would retry; a second loss
+    means the entry keeps changing and is reported (WorkspaceChanged)."""
+    try:
+        return _apply(registry, registry.get_workspace(workspace_id), change)
+    except WorkspaceChanged:
+        return _apply(registry, registry.get_workspace(workspace_id), change)
+
+
+def _apply(
+    registry: WorkspaceRegistry, previous: Workspace, change: Callable[[Workspace], Workspace]
+) -> tuple[Workspace, Workspace]:
+    changed = change(previous)
+    return previous, previous if changed == previous else registry.update_workspace(changed)
+
+
 def cmd_set_plan(args: argparse.Namespace) -> int:
-    registry = services().registry
-    previous = registry.get_workspace(parse_workspace_id(args.workspace))
-    workspace = replace(previous, plan=Plan(args.plan))
-    registry.update_workspace(workspace)
+    previous, workspace = change_workspace(
+        services().registry,
+        parse_workspace_id(args.workspace),
+        lambda read: replace(read, plan=Plan(args.plan)),
+    )
     audit_admin(
         workspace.workspace_id,
         AuditAction.WORKSPACE_SET_PLAN,
@@ -91,10 +115,12 @@ def cmd_delete(args: argparse.Namespace) -> int:
     """Ingestion stops at once; the retention run removes the container, rows, keys and agents after
     the grace period."""
     current = services()
-    previous = current.registry.get_workspace(parse_workspace_id(args.workspace))
-    workspace = mark_deleted(previous, now=datetime.now(UTC))
+    previous, workspace = change_workspace(
+        current.registry,
+        parse_workspace_id(args.workspace),
+        lambda read: mark_deleted(read, now=datetime.now(UTC)),
+    )
     if workspace != previous:
-        current.registry.update_workspace(workspace)
         audit_admin(workspace.workspace_id, AuditAction.WORKSPACE_DELETE)
     print_record(
         _with_removal_due(workspace, current.settings.workspace_delete_grace_days), as_json=args.json
@@ -105,13 +131,15 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     """Undoes a deletion within its grace period: the workspace is active again, data untouched."""
     current = services()
-    deleted = current.registry.get_workspace(parse_workspace_id(args.workspace))
     grace = timedelta(days=current.settings.workspace_delete_grace_days)
     try:
-        workspace = restore_deleted(deleted, now=datetime.now(UTC), grace=grace)
+        _, workspace = change_workspace(
+            current.registry,
+            parse_workspace_id(args.workspace),
+            lambda read: restore_deleted(read, now=datetime.now(UTC), grace=grace),
+        )
     except ValueError as error:
         raise SystemExit(f"sluice: {error}") from None
-    current.registry.update_workspace(workspace)
     audit_admin(workspace.workspace_id, AuditAction.WORKSPACE_RESTORE)
     print_record(workspace_row(workspace), as_json=args.json)
     return 0

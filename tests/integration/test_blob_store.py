@@ -330,8 +330,7 @@ def test_given_an_unknown_workspace_when_read_then_workspace_not_found(
 def test_given_a_workspace_when_plan_changed_and_deleted_then_updates_round_trip(
     registry: TableWorkspaceRegistry,
 ) -> None:
-    created = workspace(Plan.FREE)
-    registry.create_workspace(created)
+    created = registry.create_workspace(workspace(Plan.FREE))
     deleted_at = datetime.now(UTC).replace(microsecond=0)
 
     changed = replace(created, plan=Plan.PREMIUM, state=WorkspaceState.DELETED, deleted_at=deleted_at)
@@ -343,8 +342,8 @@ def test_given_a_workspace_when_plan_changed_and_deleted_then_updates_round_trip
 def test_given_an_unknown_workspace_when_updated_then_not_found_and_nothing_created(
     registry: TableWorkspaceRegistry,
 ) -> None:
-    ghost = workspace()
-    registry.create_workspace(workspace())  # the table exists
+    ghost = registry.create_workspace(workspace())  # read once, with a version, then gone
+    registry.delete_workspace(ghost)
 
     with pytest.raises(WorkspaceNotFound):
         registry.update_workspace(ghost)

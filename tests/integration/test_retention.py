@@ -23,17 +23,19 @@ import retention_timer
 from shared.agents import Agent, AgentState
 from shared.aggregate import Aggregates, EventRow, PerfRow, SyslogRow, UsageRow
 from shared.audit import AuditAction
-from shared.azure_storage import BlobRawStore
+from shared.azure_limits import TableDailyCounters
+from shared.azure_storage import BlobRawStore, table_service
 from shared.cli import main as sluice
 from shared.errors import NotFound, WorkspaceNotFound
 from shared.ids import RawBlobName
+from shared.limits import NO_COUNT
 from shared.plans import AGGREGATE_RETENTION_DAYS, PLAN_LIMITS, Plan
 from shared.processing import LedgerEntry
 from shared.rawstore import DeletedBlobs, RawDays, quarantine_name
-from shared.retention import PurgeReport, Retention
+from shared.retention import COUNTER_RETENTION_DAYS, PurgeReport, Retention
 from shared.settings import SqlDialect
 from shared.sql import Database, statement
-from shared.workspaces import WorkspaceState, all_secret_names
+from shared.workspaces import Workspace, WorkspaceRegistry, WorkspaceState, all_secret_names
 from tests.support.concurrency import run_together
 from tests.support.datacollector import signed_request, timer_request
 from tests.support.runtime import Runtime
@@ -562,6 +564,132 @@ def test_given_a_deleted_workspace_when_restored_within_grace_then_active_and_af
     with pytest.raises(SystemExit, match="grace period ended"):
         sluice(["workspace", "restore", runtime.workspace_id])
     assert runtime.services.registry.get_workspace(runtime.workspace_id).state is WorkspaceState.DELETED
+
+
+@dataclass
+class Interrupted:
+    """The registry retention sees, with an operator's command run right after one of its calls."""
+
+    real: WorkspaceRegistry
+    after: str  # "get_workspace" or "update_workspace"
+    command: list[str]
+    exits: list[object] = field(default_factory=list)
+
+    def get_workspace(self, workspace_id: str) -> Workspace:
+        return self._then(self.real.get_workspace(workspace_id), "get_workspace")
+
+    def update_workspace(self, workspace: Workspace) -> Workspace:
+        return self._then(self.real.update_workspace(workspace), "update_workspace")
+
+    def delete_workspace(self, workspace: Workspace) -> None:
+        self.real.delete_workspace(workspace)
+
+    def _then(self, result: Workspace, call: str) -> Workspace:
+        if call == self.after and not self.exits:
+            try:
+                self.exits.append(sluice(self.command))
+            except SystemExit as stopped:
+                self.exits.append(stopped.code)
+        return result
+
+
+def deleted_recently(runtime: Runtime) -> tuple[Seeded, datetime]:
+    """A populated workspace deleted now (restorable), and an instant at which its removal is due."""
+    seeded = populate(runtime, runtime.new_workspace().workspace.workspace_id)
+    assert sluice(["workspace", "delete", seeded.workspace_id]) == 0
+    grace = timedelta(days=runtime.services.settings.workspace_delete_grace_days)
+    return seeded, datetime.now(UTC) + grace + HOUR
+
+
+def test_given_a_restore_landing_after_the_removal_s_read_then_the_claim_fails_and_nothing_is_removed(
+    sqlite_runtime: Runtime,
+) -> None:
+    runtime = sqlite_runtime
+    seeded, due = deleted_recently(runtime)
+    restore = Interrupted(
+        runtime.services.registry, "get_workspace", ["workspace", "restore", seeded.workspace_id]
+    )
+    retention = replace(Retention.from_services(runtime.services), registry=restore)
+
+    assert retention.remove(seeded.workspace_id, now=due) is None
+
+    assert restore.exits == [0]
+    assert runtime.services.registry.get_workspace(seeded.workspace_id).state is WorkspaceState.ACTIVE
+    assert_intact(runtime, seeded)
+
+
+def test_given_a_restore_landing_after_the_removal_s_claim_then_it_is_refused_and_the_removal_finishes(
+    sqlite_runtime: Runtime,
+) -> None:
+    runtime = sqlite_runtime
+    seeded, due = deleted_recently(runtime)
+    restore = Interrupted(
+        runtime.services.registry, "update_workspace", ["workspace", "restore", seeded.workspace_id]
+    )
+    retention = replace(Retention.from_services(runtime.services), registry=restore)
+
+    assert retention.remove(seeded.workspace_id, now=due) is not None
+
+    [refusal] = restore.exits
+    assert "is being removed" in str(refusal)
+    assert_removed(runtime, seeded)
+    actions = [e.action for e in runtime.services.audit.read(seeded.workspace_id).entries]
+    assert AuditAction.WORKSPACE_RESTORE not in actions and actions[-1] == AuditAction.WORKSPACE_REMOVE
+
+
+def test_given_a_restore_racing_the_removal_then_exactly_one_of_them_takes_effect(
+    sqlite_runtime: Runtime,
+) -> None:
+    runtime = sqlite_runtime
+    seeded, due = deleted_recently(runtime)
+    retention = Retention.from_services(runtime.services)
+
+    def act(index: int) -> object:
+        if index == 0:
+            return retention.remove(seeded.workspace_id, now=due)
+        try:
+            return sluice(["workspace", "restore", seeded.workspace_id])
+        except SystemExit as refused:
+            return str(refused.code)
+
+    removal, restore = run_together(2, act)
+
+    if removal is None:
+        assert restore == 0
+        assert runtime.services.registry.get_workspace(seeded.workspace_id).state is WorkspaceState.ACTIVE
+        assert_intact(runtime, seeded)
+    else:
+        assert "is being removed" in str(restore)
+        assert_removed(runtime, seeded)
+
+
+# -- daily counters ----------------------------------------------------------------------------------------
+
+
+def test_given_daily_counters_around_the_cutoff_when_purging_then_older_ones_go_and_others_stay(
+    sqlite_runtime: Runtime,
+) -> None:
+    runtime = sqlite_runtime
+    counters = TableDailyCounters(table_service(runtime.services.settings.storage))
+    workspace = runtime.services.registry.get_workspace(runtime.workspace_id)
+    other = runtime.new_workspace().workspace.workspace_id
+    cutoff = (NOW - timedelta(days=COUNTER_RETENTION_DAYS)).date()
+    kept = [NOW.date(), cutoff + timedelta(days=1), cutoff]
+    expired = [cutoff - timedelta(days=1), cutoff - timedelta(days=40), date(2022, 12, 31)]
+    for workspace_id, day in [*((workspace.workspace_id, d) for d in kept + expired), (other, expired[0])]:
+        assert counters.compare_and_set(workspace_id, day, expected=NO_COUNT, bytes=7, op_id="seed")
+    retention = Retention.from_services(runtime.services)
+
+    first = retention.purge(workspace, now=NOW)
+    second = retention.purge(workspace, now=NOW)
+
+    assert [counters.read(workspace.workspace_id, d).bytes for d in kept] == [7, 7, 7]
+    assert [counters.read(workspace.workspace_id, d) for d in expired] == [NO_COUNT] * 3
+    assert counters.read(other, expired[0]).bytes == 7
+    assert (first.counters_deleted, second.counters_deleted) == (3, 0)
+    audited = [e.details for e in runtime.services.audit.read(workspace.workspace_id).entries][-2:]
+    assert [d["counters_deleted"] for d in audited] == [3, 0]
+    assert audited[0]["counters_kept_from"] == cutoff.isoformat()
 
 
 # -- sluice retention report --verify ---------------------------------------------------------------------

@@ -3,6 +3,7 @@ adapters are exercised against Azurite and the databases in tests/integration.""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -11,7 +12,7 @@ from typing import Any
 from shared.aggregate import Aggregates, UsageRow
 from shared.audit import AuditChain, AuditEntry, AuditHead
 from shared.diagnostics import Checkpoint, DiagnosticsSource, DiagnosticsTable, Position
-from shared.errors import BlobNotFound, NotFound, WorkspaceNotFound
+from shared.errors import BlobNotFound, Conflict, NotFound, WorkspaceNotFound
 from shared.ids import RawBlobName, day_prefix
 from shared.processing import LedgerEntry
 from shared.rawstore import (
@@ -23,7 +24,7 @@ from shared.rawstore import (
     quarantine_name,
 )
 from shared.retention import HeldRows
-from shared.workspaces import Workspace
+from shared.workspaces import Workspace, stored_version, workspace_changed
 from tests.unit.fakes_agents import MemoryAgentRegistry
 
 
@@ -112,27 +113,49 @@ class MemoryRawStore:
 
 @dataclass
 class MemoryRegistry:
+    """The WorkspaceRegistry port in memory, with the Table adapter's optimistic concurrency: every
+    write gives the entry a new version (a counter standing in for the ETag), and updates and deletes
+    succeed only while the entry is at the version the caller read."""
+
     workspaces: dict[str, Workspace] = field(default_factory=dict)
+    _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def get_workspace(self, workspace_id: str) -> Workspace:
         try:
             return self.workspaces[workspace_id]
         except KeyError:
-            raise WorkspaceNotFound(workspace_id) from None
+            raise WorkspaceNotFound(f"Workspace {workspace_id} does not exist.") from None
 
     def list_workspaces(self) -> list[Workspace]:
-        return list(self.workspaces.values())
+        return sorted(self.workspaces.values(), key=lambda w: w.created_at)
 
-    def create_workspace(self, workspace: Workspace) -> None:
-        self.workspaces[workspace.workspace_id] = workspace
+    def create_workspace(self, workspace: Workspace) -> Workspace:
+        if workspace.workspace_id in self.workspaces:
+            raise Conflict(f"Workspace {workspace.workspace_id} exists already.")
+        return self._store(workspace)
 
-    def update_workspace(self, workspace: Workspace) -> None:
-        if workspace.workspace_id not in self.workspaces:
-            raise WorkspaceNotFound(workspace.workspace_id)
-        self.workspaces[workspace.workspace_id] = workspace
+    def update_workspace(self, workspace: Workspace) -> Workspace:
+        expected = stored_version(workspace)
+        current = self.workspaces.get(workspace.workspace_id)
+        if current is None:
+            raise WorkspaceNotFound(f"Workspace {workspace.workspace_id} does not exist.")
+        if current.version != expected:
+            raise workspace_changed(workspace.workspace_id)
+        return self._store(workspace)
 
-    def delete_workspace(self, workspace_id: str) -> None:
-        self.workspaces.pop(workspace_id, None)
+    def delete_workspace(self, workspace: Workspace) -> None:
+        expected = stored_version(workspace)
+        current = self.workspaces.get(workspace.workspace_id)
+        if current is None:
+            return
+        if current.version != expected:
+            raise workspace_changed(workspace.workspace_id)
+        del self.workspaces[workspace.workspace_id]
+
+    def _store(self, workspace: Workspace) -> Workspace:
+        stored = replace(workspace, version=str(next(self._versions)))
+        self.workspaces[workspace.workspace_id] = stored
+        return stored
 
 
 @dataclass
@@ -324,3 +347,9 @@ class MemoryCounters:
 
     def delete_workspace_counters(self, workspace_id: str) -> int:
         return len(self.days.pop(workspace_id, set()))
+
+    def delete_counters_before(self, workspace_id: str, *, before: date) -> int:
+        days = self.days.get(workspace_id, set())
+        expired = {day for day in days if day < before}
+        days -= expired
+        return len(expired)

@@ -768,7 +768,7 @@ def test_given_a_failure_reading_the_table_then_the_lease_stays_until_it_expires
 def test_given_a_workspace_that_is_not_active_then_its_sources_are_not_read(state: WorkspaceState) -> None:
     ready = setup(["WADPerformanceCountersTable"])
     ready.tables.add(PERF, perf_entity(NOW - timedelta(hours=1), "1", 1.0))
-    ready.workspaces.update_workspace(workspace(state))
+    ready.workspaces.update_workspace(replace(ready.workspaces.get_workspace(WS), state=state))
 
     assert ready.reader().run() == []
     assert ready.writer.batches == []

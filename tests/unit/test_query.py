@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +30,6 @@ from shared.query import (
 from shared.readers import READER_AUDIENCE, READER_ROLE, ReaderAuthenticator, ReaderGrant
 from shared.tokens import TokenValidator
 from shared.workspaces import (
-    Workspace,
     WorkspaceDirectory,
     WorkspaceState,
     create_workspace,
@@ -411,9 +410,7 @@ def test_given_a_workspace_made_before_reader_keys_then_no_key_reads_it_until_th
 
 def test_given_a_deleted_workspace_then_its_reader_key_is_refused(tenants: Tenants) -> None:
     workspace = tenants.registry.get_workspace(tenants.a)
-    tenants.registry.update_workspace(
-        Workspace(workspace.workspace_id, workspace.plan, WorkspaceState.DELETED, workspace.created_at, NOW)
-    )
+    tenants.registry.update_workspace(replace(workspace, state=WorkspaceState.DELETED, deleted_at=NOW))
 
     refused(tenants, f"Key {tenants.a_key}", tenants.a)
 

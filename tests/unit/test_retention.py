@@ -22,7 +22,7 @@ from shared.errors import RetentionIncomplete, StorageUnavailable
 from shared.ids import RawBlobName
 from shared.plans import AGGREGATE_RETENTION_DAYS, PLAN_LIMITS, Plan, PlanLimits
 from shared.rawstore import quarantine_name
-from shared.retention import Retention, aggregates_from, day_ranges, raw_from
+from shared.retention import COUNTER_RETENTION_DAYS, Retention, aggregates_from, day_ranges, raw_from
 from shared.workspaces import (
     Workspace,
     WorkspaceState,
@@ -30,6 +30,7 @@ from shared.workspaces import (
     mark_deleted,
     removal_due_at,
     restore_deleted,
+    start_removal,
 )
 from tests.unit.fakes import (
     AGGREGATE_TABLES,
@@ -300,12 +301,36 @@ def test_given_a_run_then_each_workspace_s_purge_report_is_audited_with_counts()
         "raw_retention_days": 7,
         "raw_kept_from": "2026-11-15",
         "aggregates_kept_from": "2025-10-28T02:00:00+00:00",
+        "counters_kept_from": "2026-10-18",
         "days_deleted": ["2026-11-01/2026-11-02", "2026-11-05"],
         "blobs_deleted": 3,
         "bytes_deleted": 3 * len(b"gzip"),
         "aggregate_rows_deleted": len(AGGREGATE_TABLES),
         "ledger_rows_deleted": 3,
+        "counters_deleted": 1,  # the workspace's first day's, in 2020
     }
+
+
+def test_given_daily_counters_around_the_cutoff_when_purging_then_older_days_go_and_a_rerun_is_a_no_op() -> (
+    None
+):
+    world = World()
+    workspace_id = world.add_workspace(Plan.PREMIUM)
+    other = world.add_workspace(Plan.PREMIUM)
+    now = datetime(2026, 11, 22, 23, 59, tzinfo=UTC)
+    cutoff = (now - timedelta(days=COUNTER_RETENTION_DAYS)).date()
+    kept = {now.date(), cutoff, cutoff + timedelta(days=1)}
+    world.counters.days[workspace_id] = {*kept, cutoff - timedelta(days=1), date(2025, 1, 1)}
+    world.counters.days[other] = {cutoff - timedelta(days=1)}
+    retention = world.retention()
+
+    first = retention.purge(world.registry.get_workspace(workspace_id), now=now)
+    second = retention.purge(world.registry.get_workspace(workspace_id), now=now)
+
+    assert world.counters.days[workspace_id] == kept
+    assert (first.counters_deleted, second.counters_deleted) == (2, 0)
+    assert first.details()["counters_kept_from"] == cutoff.isoformat()
+    assert world.counters.days[other] == {cutoff - timedelta(days=1)}
 
 
 def test_given_a_failure_part_way_when_purging_then_what_went_is_audited_as_incomplete() -> None:
@@ -435,6 +460,95 @@ def test_given_a_workspace_restored_after_the_list_was_read_when_removing_then_i
 
     assert retention.remove(workspace_id, now=NOW) is None
     assert world.store.names(workspace_id) != []
+
+
+class RestoringRegistry(MemoryRegistry):
+    """An operator's restore lands right after the removal's read, before its claim."""
+
+    def get_workspace(self, workspace_id: str) -> Workspace:
+        read = super().get_workspace(workspace_id)
+        if read.state is WorkspaceState.DELETED:
+            self.update_workspace(restore_deleted(read, now=NOW - GRACE, grace=GRACE))
+        return read
+
+
+def test_given_a_restore_landing_between_the_removal_s_read_and_its_claim_then_nothing_is_removed() -> None:
+    world = World(registry=RestoringRegistry())
+    workspace_id = populated(world, deleted_at=NOW - GRACE)
+    before = world.state()
+
+    assert world.retention().remove(workspace_id, now=NOW) is None
+
+    assert world.state() == before
+    assert world.registry.get_workspace(workspace_id).state is WorkspaceState.ACTIVE
+
+
+def test_given_a_removal_claimed_when_restoring_then_refused_and_the_removal_finishes() -> None:
+    world = World()
+    workspace_id = populated(world, deleted_at=NOW - GRACE)
+    claimed = world.registry.update_workspace(
+        start_removal(world.registry.get_workspace(workspace_id), now=NOW)
+    )
+
+    with pytest.raises(ValueError, match="is being removed"):
+        restore_deleted(claimed, now=NOW - GRACE, grace=GRACE)
+    report = world.retention().remove(workspace_id, now=NOW + HOUR)
+
+    assert report is not None and workspace_id not in world.registry.workspaces
+    assert world.store.names(workspace_id) == []
+
+
+def test_given_a_workspace_not_deleted_when_claiming_its_removal_then_refused() -> None:
+    workspace = Workspace(new_id(), Plan.FREE, WorkspaceState.ACTIVE, created_at=CREATED)
+
+    with pytest.raises(ValueError, match="is not deleted"):
+        start_removal(workspace, now=NOW)
+
+
+class ChangingRegistry(MemoryRegistry):
+    """Someone changes the entry (a set-plan) right after the removal claimed it."""
+
+    def update_workspace(self, workspace: Workspace) -> Workspace:
+        written = super().update_workspace(workspace)
+        if written.removal_started_at is not None:
+            super().update_workspace(replace(written, plan=Plan.FREE))
+        return written
+
+
+def test_given_the_entry_changed_after_the_claim_when_removing_then_the_registry_delete_is_refused() -> None:
+    world = World(registry=ChangingRegistry())
+    workspace_id = populated(world, deleted_at=NOW - GRACE)
+
+    with pytest.raises(RetentionIncomplete):
+        world.retention().run(now=NOW)
+
+    assert world.registry.workspaces[workspace_id].plan is Plan.FREE
+    assert world.store.names(workspace_id) == []  # the data went; the next run re-claims and finishes
+
+
+class ClaimingRegistry(MemoryRegistry):
+    """An overlapping run claims the removal right after this run's read."""
+
+    def get_workspace(self, workspace_id: str) -> Workspace:
+        read = super().get_workspace(workspace_id)
+        if read.removal_started_at is None:
+            self.update_workspace(start_removal(read, now=NOW))
+        return read
+
+
+def test_given_an_overlapping_run_claiming_first_then_this_one_leaves_it_and_a_claimed_one_is_finished() -> (
+    None
+):
+    world = World(registry=ClaimingRegistry())
+    workspace_id = populated(world, deleted_at=NOW - GRACE)
+    before = world.state()
+
+    assert world.retention().remove(workspace_id, now=NOW) is None
+    assert world.state() == before
+    claimed = world.registry.get_workspace(workspace_id)
+    assert world.retention().remove(workspace_id, now=NOW + HOUR) is not None
+
+    assert claimed.removal_started_at == NOW and workspace_id not in world.registry.workspaces
 
 
 def test_given_a_deleted_workspace_without_deletion_time_then_it_is_never_due() -> None:
