@@ -56,9 +56,8 @@ COLLECTOR_PATH = "/api/logs?api-version=2016-04-01"
 
 
 @pytest.fixture(scope="module")
-def tenants(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenants]:
-    connection_string = str(request.getfixturevalue("azurite").ports.connection_string)
-    with two_tenants(connection_string, tmp_path_factory.mktemp("hostile")) as tenants:
+def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenants]:
+    with two_tenants(tmp_path_factory.mktemp("hostile")) as tenants:
         yield tenants
 
 

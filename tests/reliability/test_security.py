@@ -172,9 +172,8 @@ KINDS = list(HOME_ROUTES)
 
 
 @pytest.fixture(scope="module")
-def tenants(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenants]:
-    connection_string = str(request.getfixturevalue("azurite").ports.connection_string)
-    with two_tenants(connection_string, tmp_path_factory.mktemp("security")) as tenants:
+def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenants]:
+    with two_tenants(tmp_path_factory.mktemp("security")) as tenants:
         yield tenants
 
 

@@ -40,6 +40,7 @@ from shared.settings import SqlDialect
 from shared.workspaces import NewWorkspace
 from tests.support.agent_credentials import AgentCredentials, client_assertion, new_agent_credentials
 from tests.support.runtime import Runtime, SqlTarget, configure_runtime
+from tests.support.storage import start_azurite
 from tests.support.tokens import ISSUER, claims, issuer_key, jwk_dict, sign
 
 ORIGIN = "https://127.0.0.1"
@@ -294,7 +295,13 @@ class Tenants:
 
 
 @contextmanager
-def two_tenants(azurite_connection_string: str, workspace: Path) -> Iterator[Tenants]:
-    with tenant_runtime(azurite_connection_string, workspace) as runtime:
-        a, b = new_tenant(runtime), new_tenant(runtime)
-        yield Tenants(a, b, StorageWatch(runtime, (a, b)))
+def two_tenants(workspace: Path) -> Iterator[Tenants]:
+    """On an Azurite of their own: every snapshot lists whole tables, which stay as small as the
+    module's own writes (the session's Azurite holds every other test's entities too)."""
+    azurite = start_azurite(workspace / "azurite")
+    try:
+        with tenant_runtime(azurite.ports.connection_string, workspace) as runtime:
+            a, b = new_tenant(runtime), new_tenant(runtime)
+            yield Tenants(a, b, StorageWatch(runtime, (a, b)))
+    finally:
+        azurite.stop()
