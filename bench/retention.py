@@ -33,7 +33,8 @@ from shared.audit import AuditLog
 from shared.audit_store import TableAuditStore
 from shared.azure_diagnostics import TableSourceRegistry
 from shared.azure_limits import TableDailyCounters
-from shared.azure_storage import BlobRawStore, TableAgentRegistry, TableWorkspaceRegistry
+from shared.azure_storage import BlobRawStore, TableAgentRegistry, TableReplayGuard, TableWorkspaceRegistry
+from shared.dcrs import TableDcrRegistry
 from shared.ids import RawBlobName, container_name, new_workspace_id
 from shared.plans import Plan
 from shared.rawstore import gzip_bytes
@@ -128,8 +129,10 @@ def _measure(connection_string: str, *, runs: int, work_dir: Path) -> RetentionR
         database=database,
         secrets=LocalSecretStore(work_dir / "secrets"),
         agents=TableAgentRegistry(tables),
+        assertion_ids=TableReplayGuard(tables),
         counters=TableDailyCounters(tables),
         sources=TableSourceRegistry(tables),
+        dcrs=TableDcrRegistry(tables),
         audit=AuditLog(TableAuditStore(tables), clock=lambda: datetime.now(UTC)),
         delete_grace=timedelta(days=14),
     )

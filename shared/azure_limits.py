@@ -78,24 +78,13 @@ class TableDailyCounters:
         return self._table.delete_partition(workspace_id, what="removing a workspace's daily counts")
 
     def delete_counters_before(self, workspace_id: str, *, before: date) -> int:
-        """A range query within the workspace's partition (RowKeys are ISO days, so string order is day
-        order), then one delete each: a batch would fail whole on a row an overlapping run deleted
-        first, while delete_entity counts one already gone as done. No table yet is fine."""
-        with translated("purging old daily counts"):
-            try:
-                expired = [
-                    entity["RowKey"]
-                    for entity in self._table.client.query_entities(
-                        "PartitionKey eq @pk and RowKey lt @before",
-                        parameters={"pk": workspace_id, "before": before.isoformat()},
-                        select=["RowKey"],
-                    )
-                ]
-            except ResourceNotFoundError:
-                return 0
-            for row_key in expired:
-                self._table.client.delete_entity(partition_key=workspace_id, row_key=row_key)
-        return len(expired)
+        """RowKeys are ISO days, so string order is day order: a range within the partition."""
+        return self._table.delete_matching(
+            workspace_id,
+            where="RowKey lt @before",
+            parameters={"before": before.isoformat()},
+            what="purging old daily counts",
+        )
 
     def _write(self, entity: dict[str, Any], *, etag: str | None) -> dict[str, Any]:
         if etag is None:

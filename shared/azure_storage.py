@@ -341,20 +341,29 @@ class LazyTable:
             self.client.create_entity(entity)
 
     def delete_partition(self, partition_key: str, *, what: str) -> int:
-        """Deletes every entity of the partition, one at a time (a batch fails whole if one is already
-        gone); returns how many were listed for deletion. None left, or no table, is fine."""
+        """Deletes every entity of the partition; see delete_matching."""
+        return self.delete_matching(partition_key, what=what)
+
+    def delete_matching(
+        self, partition_key: str, *, where: str = "", parameters: dict[str, Any] | None = None, what: str
+    ) -> int:
+        """Deletes the partition's entities that match `where` (a filter over @-parameters, or all),
+        one at a time as the query pages: a batch would fail whole on an entity an overlapping run
+        deleted first, while delete_entity counts one already gone as done. Returns how many were
+        listed for deletion; none, or no table yet, is fine."""
+        deleted = 0
         with translated(what):
             try:
-                keys = list(
-                    self.client.query_entities(
-                        "PartitionKey eq @pk", parameters={"pk": partition_key}, select=["RowKey"]
-                    )
-                )
+                for entity in self.client.query_entities(
+                    "PartitionKey eq @pk" + (f" and {where}" if where else ""),
+                    parameters={"pk": partition_key, **(parameters or {})},
+                    select=["RowKey"],
+                ):
+                    self.client.delete_entity(partition_key=partition_key, row_key=entity["RowKey"])
+                    deleted += 1
             except ResourceNotFoundError:
-                return 0
-            for entity in keys:
-                self.client.delete_entity(partition_key=partition_key, row_key=entity["RowKey"])
-        return len(keys)
+                return deleted  # no table yet
+        return deleted
 
     def replace_existing(self, entity: dict[str, Any], *, what: str) -> bool:
         """Replaces the entity whatever its version (If-Match: *); False when it does not exist."""
@@ -520,7 +529,8 @@ def _agent(entity: Any) -> Agent:
 
 
 class TableReplayGuard:
-    """Client-assertion ids, one entity each: inserting an id that exists is the replay."""
+    """Client-assertion ids, one entity each, PartitionKey = workspace id: inserting an id that exists is
+    the replay."""
 
     def __init__(self, service: TableServiceClient, *, table_name: str = ASSERTION_IDS_TABLE) -> None:
         self._table = LazyTable(service, table_name)
@@ -535,3 +545,14 @@ class TableReplayGuard:
             except ResourceExistsError:
                 return False
         return True
+
+    def delete_assertion_ids_expired_before(self, workspace_id: str, *, before: datetime) -> int:
+        return self._table.delete_matching(
+            workspace_id,
+            where="expires_at lt @before",
+            parameters={"before": before},
+            what="purging expired client assertion ids",
+        )
+
+    def delete_workspace_assertion_ids(self, workspace_id: str) -> int:
+        return self._table.delete_partition(workspace_id, what="removing a workspace's client assertion ids")

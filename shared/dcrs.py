@@ -163,6 +163,16 @@ class TableDcrRegistry:
                 return []
         return sorted(map(_rule, entities), key=lambda r: r.created_at)
 
+    def delete_workspace_rules(self, workspace_id: str) -> int:
+        """For the removal of a workspace; one already gone is success. Finding its rules scans the
+        whole table (workspace_id is a property, not a key): fine for the daily retention run, the table
+        holding a few rules per workspace."""
+        rules = self.list_rules(workspace_id)
+        with translated("removing a workspace's data collection rules"):
+            for rule in rules:
+                self._table.client.delete_entity(partition_key=rule.immutable_id, row_key=DCR_ROW_KEY)
+        return len(rules)
+
     def create_rule(self, rule: DataCollectionRule) -> None:
         self._table.create(
             {

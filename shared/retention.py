@@ -15,6 +15,9 @@ The windows, all counted in UTC, each deleting only what has wholly left it:
   inside the shortest window, 7 days).
 - daily ingestion counters COUNTER_RETENTION_DAYS, by day: the daily cap and the dashboard read only
   today's, so older ones are history kept a little over a month for an operator looking back.
+- client-assertion ids (the replay guard's, shared.certauth) once their `expires_at` has passed: that
+  is the assertion's `exp` plus the clock skew certauth allows, after which the assertion is refused
+  as expired before its id is looked at, so a deleted id can never be replayed.
 
 Every step is idempotent (a blob or row already gone is success, SQL rows go in bounded batches, each
 its own transaction), so a run that dies half way is finished by the next one, and two overlapping
@@ -95,6 +98,21 @@ class WorkspaceAgents(Protocol):
         """Deletes every agent registered to the workspace; returns how many. None left is fine."""
 
 
+class WorkspaceAssertionIds(Protocol):
+    def delete_assertion_ids_expired_before(self, workspace_id: str, *, before: datetime) -> int:
+        """Deletes the workspace's client-assertion ids whose expires_at is before `before`; returns how
+        many. None left is fine."""
+
+    def delete_workspace_assertion_ids(self, workspace_id: str) -> int:
+        """Deletes every client-assertion id of the workspace; returns how many. None left is fine."""
+
+
+class WorkspaceDataCollectionRules(Protocol):
+    def delete_workspace_rules(self, workspace_id: str) -> int:
+        """Deletes the workspace's data collection rules, and no other's; returns how many. None left is
+        fine."""
+
+
 class WorkspaceCounters(Protocol):
     def delete_workspace_counters(self, workspace_id: str) -> int:
         """Deletes the workspace's daily ingestion counters; returns how many. None left is fine."""
@@ -166,6 +184,8 @@ class PurgeReport:
     aggregate_rows_deleted: int = 0
     ledger_rows_deleted: int = 0
     counters_deleted: int = 0
+    # The replay guard's client-assertion ids (audit details refuse names containing "assertion").
+    replay_ids_deleted: int = 0
 
     def details(self) -> dict[str, Any]:
         return {
@@ -180,6 +200,7 @@ class PurgeReport:
             "aggregate_rows_deleted": self.aggregate_rows_deleted,
             "ledger_rows_deleted": self.ledger_rows_deleted,
             "counters_deleted": self.counters_deleted,
+            "replay_ids_deleted": self.replay_ids_deleted,
         }
 
 
@@ -191,8 +212,10 @@ class RemovalReport:
     aggregate_rows_deleted: int = 0
     ledger_rows_deleted: int = 0
     agents_deleted: int = 0
+    replay_ids_deleted: int = 0
     counters_deleted: int = 0
     diagnostics_sources_deleted: int = 0
+    data_collection_rules_deleted: int = 0
 
     def details(self) -> dict[str, Any]:
         return {
@@ -203,15 +226,19 @@ class RemovalReport:
                 "ledger rows",
                 "workspace keys",
                 "agents",
+                "client assertion ids",
                 "daily ingestion counters",
                 "diagnostics sources",
+                "data collection rules",
                 "registry",
             ],
             "aggregate_rows_deleted": self.aggregate_rows_deleted,
             "ledger_rows_deleted": self.ledger_rows_deleted,
             "agents_deleted": self.agents_deleted,
+            "replay_ids_deleted": self.replay_ids_deleted,
             "counters_deleted": self.counters_deleted,
             "diagnostics_sources_deleted": self.diagnostics_sources_deleted,
+            "data_collection_rules_deleted": self.data_collection_rules_deleted,
         }
 
 
@@ -238,8 +265,10 @@ class Retention:
     database: RetentionDatabase
     secrets: SecretStore
     agents: WorkspaceAgents
+    assertion_ids: WorkspaceAssertionIds
     counters: WorkspaceCounters
     sources: SourceRegistry
+    dcrs: WorkspaceDataCollectionRules
     audit: AuditLog
     delete_grace: timedelta
     plans: Mapping[Plan, PlanLimits] = field(default_factory=lambda: PLAN_LIMITS)
@@ -250,8 +279,9 @@ class Retention:
     def from_services(cls, current: Services) -> Retention:
         from shared.azure_diagnostics import source_registry
         from shared.azure_limits import TableDailyCounters
-        from shared.azure_storage import table_service
+        from shared.azure_storage import TableReplayGuard, table_service
 
+        tables = table_service(current.settings.storage)
         return cls(
             registry=current.registry,
             raw_days=current.raw_store,
@@ -259,8 +289,10 @@ class Retention:
             database=current.database,
             secrets=current.secrets,
             agents=current.agents,
-            counters=TableDailyCounters(table_service(current.settings.storage)),
+            assertion_ids=TableReplayGuard(tables),
+            counters=TableDailyCounters(tables),
             sources=source_registry(current),
+            dcrs=current.dcrs,
             audit=current.audit,
             delete_grace=timedelta(days=current.settings.workspace_delete_grace_days),
             plans=current.settings.plans,
@@ -293,8 +325,8 @@ class Retention:
 
     def purge(self, workspace: Workspace, *, now: datetime) -> PurgeReport:
         """Raw days, then aggregate rows, then ledger rows, then daily counters past their windows, then
-        the report in the audit log. A failure part way is audited too (what went, and why it stopped),
-        then raised."""
+        expired client-assertion ids, then the report in the audit log. A failure part way is audited
+        too (what went, and why it stopped), then raised."""
         workspace_id = workspace.workspace_id
         windows = self.windows(workspace, now=now)
         report = PurgeReport(workspace_id=workspace_id, windows=windows)
@@ -316,9 +348,13 @@ class Retention:
             report.counters_deleted = self.counters.delete_counters_before(
                 workspace_id, before=windows.counters_from
             )
+            # Past its expires_at the assertion itself is refused as expired (see the module's notes).
+            report.replay_ids_deleted = self.assertion_ids.delete_assertion_ids_expired_before(
+                workspace_id, before=now
+            )
         workspace_log(log, workspace_id).info(
             "retention (%s, %d days): deleted %d blobs (%d bytes) in %d day prefixes, %d aggregate rows, "
-            "%d ledger rows, %d daily counters",
+            "%d ledger rows, %d daily counters, %d client assertion ids",
             windows.plan,
             windows.raw_days,
             report.blobs_deleted,
@@ -327,16 +363,17 @@ class Retention:
             report.aggregate_rows_deleted,
             report.ledger_rows_deleted,
             report.counters_deleted,
+            report.replay_ids_deleted,
         )
         return report
 
     def remove(self, workspace_id: str, *, now: datetime) -> RemovalReport | None:
         """Removes a deleted workspace whose grace period is over: its container, all its SQL rows, its
-        keys, its agents, its daily ingestion counters, its diagnostics sources (and their SAS), and last
-        its registry entry, so a run that stops part way finds it again and
-        finishes (each step succeeds when its part is already gone). The audit log is kept. None when
-        there is nothing to remove: the workspace is gone, or was changed since read (restored, or
-        claimed by an overlapping run, which removes it).
+        keys, its agents and their client-assertion ids, its daily ingestion counters, its diagnostics
+        sources (and their SAS), its data collection rules, and last its registry entry, so a run that
+        stops part way finds it again and finishes (each step succeeds when its part is already gone).
+        The audit log is kept. None when there is nothing to remove: the workspace is gone, or was
+        changed since read (restored, or claimed by an overlapping run, which removes it).
 
         The removal is first claimed with a write conditional on the entry read, which restore refuses
         from then on: a restore that lands before the claim makes the claim fail (nothing is removed),
@@ -372,6 +409,7 @@ class Retention:
             for name in all_secret_names(workspace_id):
                 self.secrets.delete_secret(name)
             report.agents_deleted = self.agents.delete_workspace_agents(workspace_id)
+            report.replay_ids_deleted = self.assertion_ids.delete_workspace_assertion_ids(workspace_id)
             report.counters_deleted = self.counters.delete_workspace_counters(workspace_id)
             for source in self.sources.list_sources(workspace_id):
                 remove_source(
@@ -381,6 +419,7 @@ class Retention:
                     source_id=source.source_id,
                 )
                 report.diagnostics_sources_deleted += 1
+            report.data_collection_rules_deleted = self.dcrs.delete_workspace_rules(workspace_id)
         self.registry.delete_workspace(claimed)
         workspace_log(log, workspace_id).info("workspace removed after its grace period")
         return report

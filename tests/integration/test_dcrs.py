@@ -1,4 +1,4 @@
-"""TableDcrRegistry against Azurite: point reads by immutable id, listing by workspace, and the
+"""TableDcrRegistry against Azurite: point reads by immutable id, listing and deleting by workspace, and the
 streams and principals surviving the round trip through Table properties."""
 
 from __future__ import annotations
@@ -65,3 +65,26 @@ def test_given_an_existing_immutable_id_then_creating_it_again_is_a_conflict(
 
     with pytest.raises(Conflict):
         registry.create_rule(rule)
+
+
+def test_given_rules_of_two_workspaces_when_deleting_one_s_then_only_its_rules_go_and_again_deletes_none(
+    registry: TableDcrRegistry,
+) -> None:
+    mine, theirs = str(uuid.uuid4()), str(uuid.uuid4())
+    doomed, other = [new_rule(mine), new_rule(mine)], new_rule(theirs)
+    for rule in (*doomed, other):
+        registry.create_rule(rule)
+
+    first = registry.delete_workspace_rules(mine)
+    again = registry.delete_workspace_rules(mine)
+
+    assert (first, again) == (2, 0)
+    assert registry.list_rules(mine) == []
+    for rule in doomed:
+        with pytest.raises(DataCollectionRuleNotFound):
+            registry.get_rule(rule.immutable_id)
+    assert registry.get_rule(other.immutable_id) == other
+
+
+def test_given_no_table_yet_when_deleting_a_workspace_s_rules_then_none(registry: TableDcrRegistry) -> None:
+    assert registry.delete_workspace_rules(str(uuid.uuid4())) == 0

@@ -24,15 +24,16 @@ from shared.agents import Agent, AgentState
 from shared.aggregate import Aggregates, EventRow, PerfRow, SyslogRow, UsageRow
 from shared.audit import AuditAction
 from shared.azure_limits import TableDailyCounters
-from shared.azure_storage import BlobRawStore, table_service
+from shared.azure_storage import ASSERTION_IDS_TABLE, BlobRawStore, TableReplayGuard, table_service
 from shared.cli import main as sluice
+from shared.dcrs import DataCollectionRule, new_immutable_id
 from shared.errors import NotFound, WorkspaceNotFound
 from shared.ids import RawBlobName
 from shared.limits import NO_COUNT
 from shared.plans import AGGREGATE_RETENTION_DAYS, PLAN_LIMITS, Plan
 from shared.processing import LedgerEntry
 from shared.rawstore import DeletedBlobs, RawDays, quarantine_name
-from shared.retention import COUNTER_RETENTION_DAYS, PurgeReport, Retention
+from shared.retention import COUNTER_RETENTION_DAYS, PurgeReport, RemovalReport, Retention
 from shared.settings import SqlDialect
 from shared.sql import Database, statement
 from shared.workspaces import Workspace, WorkspaceRegistry, WorkspaceState, all_secret_names
@@ -450,6 +451,15 @@ def populate(runtime: Runtime, workspace_id: str) -> Seeded:
             registered_at=now,
         )
     )
+    runtime.services.dcrs.create_rule(
+        DataCollectionRule(
+            immutable_id=new_immutable_id(),
+            workspace_id=workspace_id,
+            streams=("Custom-App_CL",),
+            principals=(str(uuid.uuid4()),),
+            created_at=now,
+        )
+    )
     return seeded
 
 
@@ -461,6 +471,7 @@ def assert_intact(runtime: Runtime, seeded: Seeded) -> None:
     for name in all_secret_names(workspace_id):
         runtime.services.secrets.get_secret(name)
     assert len(runtime.services.agents.list_agents(workspace_id)) == 1
+    assert len(runtime.services.dcrs.list_rules(workspace_id)) == 1
     runtime.services.registry.get_workspace(workspace_id)
 
 
@@ -475,6 +486,7 @@ def assert_removed(runtime: Runtime, seeded: Seeded) -> None:
         with pytest.raises(NotFound):
             runtime.services.secrets.get_secret(name)
     assert runtime.services.agents.list_agents(workspace_id) == []
+    assert runtime.services.dcrs.list_rules(workspace_id) == []
     with pytest.raises(WorkspaceNotFound):
         runtime.services.registry.get_workspace(workspace_id)
 
@@ -690,6 +702,80 @@ def test_given_daily_counters_around_the_cutoff_when_purging_then_older_ones_go_
     audited = [e.details for e in runtime.services.audit.read(workspace.workspace_id).entries][-2:]
     assert [d["counters_deleted"] for d in audited] == [3, 0]
     assert audited[0]["counters_kept_from"] == cutoff.isoformat()
+
+
+# -- client-assertion ids and data collection rules ----------------------------------------------------------
+
+
+def claim_assertion_ids(runtime: Runtime, workspace_id: str, expiries: dict[str, datetime]) -> None:
+    guard = TableReplayGuard(table_service(runtime.services.settings.storage))
+    for token_id, expires_at in expiries.items():
+        assert guard.claim_once(workspace_id, token_id, expires_at=expires_at)
+
+
+def assertion_ids(runtime: Runtime, workspace_id: str) -> list[str]:
+    """The workspace's client-assertion ids, read with the SDK."""
+    table = table_service(runtime.services.settings.storage).get_table_client(ASSERTION_IDS_TABLE)
+    return sorted(
+        e["RowKey"] for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": workspace_id})
+    )
+
+
+def test_given_assertion_ids_around_now_when_purging_then_only_the_workspace_s_expired_go_and_a_rerun_none(
+    sqlite_runtime: Runtime,
+) -> None:
+    runtime = sqlite_runtime
+    workspace = runtime.services.registry.get_workspace(runtime.workspace_id)
+    other = runtime.new_workspace().workspace.workspace_id
+    claim_assertion_ids(
+        runtime,
+        workspace.workspace_id,
+        {
+            "expired-long-ago": NOW - timedelta(days=3),
+            "expired-just-now": NOW - timedelta(milliseconds=1),
+            "expiring-right-now": NOW,  # its assertion is still accepted at NOW
+            "expiring-soon-1": NOW + timedelta(minutes=20),
+        },
+    )
+    claim_assertion_ids(runtime, other, {"expired-long-ago": NOW - timedelta(days=3)})
+    retention = Retention.from_services(runtime.services)
+
+    first = retention.purge(workspace, now=NOW)
+    second = retention.purge(workspace, now=NOW)
+
+    assert assertion_ids(runtime, workspace.workspace_id) == ["expiring-right-now", "expiring-soon-1"]
+    assert assertion_ids(runtime, other) == ["expired-long-ago"]
+    assert (first.replay_ids_deleted, second.replay_ids_deleted) == (2, 0)
+    audited = [e.details for e in runtime.services.audit.read(workspace.workspace_id).entries][-2:]
+    assert [d["replay_ids_deleted"] for d in audited] == [2, 0]
+
+
+def test_given_a_workspace_past_grace_when_removed_then_its_assertion_ids_and_rules_go_and_another_s_stay(
+    sqlite_runtime: Runtime,
+) -> None:
+    runtime = sqlite_runtime
+    removed, due = deleted_recently(runtime)
+    kept = populate(runtime, runtime.workspace_id)
+    expiries = {"expired-id-1": NOW, "live-id-1": datetime.now(UTC) + timedelta(minutes=20)}
+    for seeded in (removed, kept):
+        claim_assertion_ids(runtime, seeded.workspace_id, expiries)
+    retention = Retention.from_services(runtime.services)
+
+    report = retention.remove(removed.workspace_id, now=due)
+
+    assert isinstance(report, RemovalReport)
+    assert (report.replay_ids_deleted, report.data_collection_rules_deleted) == (2, 1)
+    assert assertion_ids(runtime, removed.workspace_id) == []
+    assert_removed(runtime, removed)
+    assert assertion_ids(runtime, kept.workspace_id) == sorted(expiries)
+    assert_intact(runtime, kept)
+    [entry] = [
+        e
+        for e in runtime.services.audit.read(removed.workspace_id).entries
+        if e.action == AuditAction.WORKSPACE_REMOVE
+    ]
+    assert (entry.details["replay_ids_deleted"], entry.details["data_collection_rules_deleted"]) == (2, 1)
+    assert retention.remove(removed.workspace_id, now=due) is None
 
 
 # -- sluice retention report --verify ---------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -25,7 +26,8 @@ from shared.rawstore import (
 )
 from shared.retention import HeldRows
 from shared.workspaces import Workspace, stored_version, workspace_changed
-from tests.unit.fakes_agents import MemoryAgentRegistry
+from tests.unit.fakes_agents import MemoryAgentRegistry, MemoryReplayGuard
+from tests.unit.fakes_dcr import MemoryDcrRegistry
 
 
 class Killed(BaseException):
@@ -289,6 +291,28 @@ class MemoryAgents(MemoryAgentRegistry):
         doomed = [key for key in self.agents if key[0] == workspace_id]
         for key in doomed:
             del self.agents[key]
+        return len(doomed)
+
+
+class MemoryAssertionIds(MemoryReplayGuard):
+    def delete_assertion_ids_expired_before(self, workspace_id: str, *, before: datetime) -> int:
+        return self._delete(lambda key, expires_at: key[0] == workspace_id and expires_at < before)
+
+    def delete_workspace_assertion_ids(self, workspace_id: str) -> int:
+        return self._delete(lambda key, _: key[0] == workspace_id)
+
+    def _delete(self, doomed: Callable[[tuple[str, str], datetime], bool]) -> int:
+        keys = [key for key, expires_at in self.seen.items() if doomed(key, expires_at)]
+        for key in keys:
+            del self.seen[key]
+        return len(keys)
+
+
+class MemoryDataCollectionRules(MemoryDcrRegistry):
+    def delete_workspace_rules(self, workspace_id: str) -> int:
+        doomed = [rule.immutable_id for rule in self.list_rules(workspace_id)]
+        for immutable_id in doomed:
+            del self.rules[immutable_id]
         return len(doomed)
 
 

@@ -17,12 +17,14 @@ from hypothesis import strategies as st
 
 from shared.agents import Agent, AgentState
 from shared.audit import AuditAction, AuditLog
+from shared.dcrs import DataCollectionRule, new_immutable_id
 from shared.diagnostics import CredentialKind, DiagnosticsSource, DiagnosticsTable, Position, sas_secret_name
-from shared.errors import RetentionIncomplete, StorageUnavailable
+from shared.errors import AuthorizationFailed, RetentionIncomplete, StorageUnavailable
 from shared.ids import RawBlobName
 from shared.plans import AGGREGATE_RETENTION_DAYS, PLAN_LIMITS, Plan, PlanLimits
 from shared.rawstore import quarantine_name
 from shared.retention import COUNTER_RETENTION_DAYS, Retention, aggregates_from, day_ranges, raw_from
+from shared.sharedkey import MAX_CLOCK_SKEW
 from shared.workspaces import (
     Workspace,
     WorkspaceState,
@@ -37,14 +39,17 @@ from tests.unit.fakes import (
     Kill,
     Killed,
     MemoryAgents,
+    MemoryAssertionIds,
     MemoryAuditStore,
     MemoryCounters,
+    MemoryDataCollectionRules,
     MemoryRawStore,
     MemoryRegistry,
     MemoryRetentionDatabase,
     MemorySecrets,
     MemorySources,
 )
+from tests.unit.test_agents import AuthStack, assertion, bearer
 
 GRACE = timedelta(days=14)
 HOUR = timedelta(hours=1)
@@ -65,8 +70,10 @@ class World:
     registry: MemoryRegistry = field(default_factory=MemoryRegistry)
     secrets: MemorySecrets = field(default_factory=MemorySecrets)
     agents: MemoryAgents = field(default_factory=MemoryAgents)
+    assertion_ids: MemoryAssertionIds = field(default_factory=MemoryAssertionIds)
     counters: MemoryCounters = field(default_factory=MemoryCounters)
     sources: MemorySources = field(default_factory=MemorySources)
+    dcrs: MemoryDataCollectionRules = field(default_factory=MemoryDataCollectionRules)
     audit_store: MemoryAuditStore = field(default_factory=MemoryAuditStore)
 
     def retention(
@@ -81,8 +88,10 @@ class World:
             database=self.database,
             secrets=self.secrets,
             agents=self.agents,
+            assertion_ids=self.assertion_ids,
             counters=self.counters,
             sources=self.sources,
+            dcrs=self.dcrs,
             audit=AuditLog(self.audit_store, clock=lambda: datetime.now(UTC)),
             delete_grace=GRACE,
             batch_rows=2,
@@ -125,6 +134,15 @@ class World:
             ),
             start=Position(partition_key="0", row_key=""),
         )
+        self.dcrs.create_rule(
+            DataCollectionRule(
+                immutable_id=new_immutable_id(),
+                workspace_id=workspace.workspace_id,
+                streams=("Custom-App_CL",),
+                principals=(new_id(),),
+                created_at=CREATED,
+            )
+        )
         return workspace.workspace_id
 
     def add_blob(self, workspace_id: str, hour: datetime, *, quarantined: bool = False) -> str:
@@ -150,6 +168,8 @@ class World:
             sorted(self.registry.workspaces),
             sorted(self.secrets.values),
             sorted(self.agents.agents),
+            sorted(self.assertion_ids.seen),
+            sorted(self.dcrs.rules),
         )
 
 
@@ -308,6 +328,7 @@ def test_given_a_run_then_each_workspace_s_purge_report_is_audited_with_counts()
         "aggregate_rows_deleted": len(AGGREGATE_TABLES),
         "ledger_rows_deleted": 3,
         "counters_deleted": 1,  # the workspace's first day's, in 2020
+        "replay_ids_deleted": 0,
     }
 
 
@@ -331,6 +352,61 @@ def test_given_daily_counters_around_the_cutoff_when_purging_then_older_days_go_
     assert (first.counters_deleted, second.counters_deleted) == (2, 0)
     assert first.details()["counters_kept_from"] == cutoff.isoformat()
     assert world.counters.days[other] == {cutoff - timedelta(days=1)}
+
+
+def test_given_assertion_ids_around_now_when_purging_then_only_the_workspace_s_expired_go_rerun_none() -> (
+    None
+):
+    world = World()
+    workspace_id = world.add_workspace(Plan.FREE)
+    other = world.add_workspace(Plan.FREE)
+    now = datetime(2026, 11, 22, 2, tzinfo=UTC)
+    expiries = {
+        "expired-long-ago": now - timedelta(days=3),
+        "expired-just-now": now - timedelta(microseconds=1),
+        "expiring-right-now": now,  # its assertion is still accepted at `now`
+        "expiring-soon-1": now + timedelta(minutes=20),
+    }
+    for token_id, expires_at in expiries.items():
+        world.assertion_ids.claim_once(workspace_id, token_id, expires_at=expires_at)
+    world.assertion_ids.claim_once(other, "expired-long-ago", expires_at=now - timedelta(days=3))
+    retention = world.retention()
+
+    first = retention.purge(world.registry.get_workspace(workspace_id), now=now)
+    second = retention.purge(world.registry.get_workspace(workspace_id), now=now)
+
+    assert set(world.assertion_ids.seen) == {
+        (other, "expired-long-ago"),
+        (workspace_id, "expiring-right-now"),
+        (workspace_id, "expiring-soon-1"),
+    }
+    assert (first.replay_ids_deleted, second.replay_ids_deleted) == (2, 0)
+    audited = [e.details["replay_ids_deleted"] for e in world.audit_store.read(workspace_id).entries]
+    assert audited == [2, 0]
+
+
+def test_given_a_used_assertion_when_retention_deletes_its_id_then_a_replay_is_still_refused_as_expired() -> (
+    None
+):
+    issued = datetime(2026, 11, 22, 2, tzinfo=UTC)
+    auth = AuthStack(now=issued)
+    agent = auth.enroll()
+    token = assertion(agent, now=issued)  # expires 5 minutes after `issued`
+    auth.authenticate(workspace_id=agent.workspace_id, headers=bearer(token))
+    world = World(assertion_ids=MemoryAssertionIds(seen=auth.replay.seen))
+    workspace = Workspace(agent.workspace_id, Plan.FREE, WorkspaceState.ACTIVE, created_at=CREATED)
+    last_accepted = issued + timedelta(minutes=5) + MAX_CLOCK_SKEW
+
+    auth.now = last_accepted
+    kept = world.retention().purge(workspace, now=auth.now)
+    with pytest.raises(AuthorizationFailed, match="already used"):
+        auth.authenticate(workspace_id=agent.workspace_id, headers=bearer(token))
+    auth.now = last_accepted + timedelta(seconds=1)
+    deleted = world.retention().purge(workspace, now=auth.now)
+
+    assert (kept.replay_ids_deleted, deleted.replay_ids_deleted) == (0, 1)
+    with pytest.raises(AuthorizationFailed, match="has expired"):
+        auth.authenticate(workspace_id=agent.workspace_id, headers=bearer(token))
 
 
 def test_given_a_failure_part_way_when_purging_then_what_went_is_audited_as_incomplete() -> None:
@@ -415,11 +491,30 @@ def test_given_a_deleted_workspace_past_grace_when_retention_runs_then_all_but_i
     assert world.sources.list_sources(removed) == []
     assert removed_sas and not any(name in world.secrets.values for name in removed_sas)
     assert (entry.details["counters_deleted"], entry.details["diagnostics_sources_deleted"]) == (1, 1)
+    assert world.dcrs.list_rules(removed) == [] and entry.details["data_collection_rules_deleted"] == 1
     # The other workspace is untouched.
     assert world.store.names(kept) == kept_names
     assert len(world.agents.list_agents(kept)) == 1
     assert kept in world.counters.days
     assert len(world.sources.list_sources(kept)) == 1
+    assert len(world.dcrs.list_rules(kept)) == 1
+
+
+def test_given_a_workspace_past_grace_when_removed_then_all_its_assertion_ids_go_and_nobody_else_s() -> None:
+    world = World()
+    kept = populated(world, deleted_at=None)
+    removed = populated(world, deleted_at=NOW - GRACE)
+    for workspace_id in (kept, removed):
+        world.assertion_ids.claim_once(workspace_id, "expired-id", expires_at=NOW - timedelta(days=1))
+        world.assertion_ids.claim_once(workspace_id, "live-id", expires_at=NOW + timedelta(minutes=20))
+
+    reports = world.retention().run(now=NOW)
+
+    assert set(world.assertion_ids.seen) == {(kept, "live-id")}
+    removal, purge = (next(r for r in reports if r.workspace_id == ws) for ws in (removed, kept))
+    assert (removal.replay_ids_deleted, purge.replay_ids_deleted) == (2, 1)
+    [entry] = world.audit_store.read(removed).entries
+    assert entry.details["replay_ids_deleted"] == 2
 
 
 def test_given_a_removal_that_stops_part_way_then_what_went_is_audited_and_the_next_run_finishes() -> None:
