@@ -11,7 +11,9 @@ Beside it, measured in the same run and alternating with it so both see the same
   parse floor   gunzip + orjson.loads of the same blob: the least work any processing of it must do
   upsert        on PostgreSQL, the same aggregate rows through apply_blob (one statement per table)
                 and row by row (one INSERT ... ON CONFLICT per row, pyodbc executemany), each as the
-                ledger claim + upserts in one transaction
+                ledger claim + upserts in one transaction; over loopback (a round trip is nearly free)
+                and through bench.latency's proxy, about a 1 ms round trip, as to a database across a
+                network (Azure SQL from a function app)
   memory        the peak of Python allocations (tracemalloc) while the blob, then a 30 MB one, is
                 processed, in a separate, untimed pass (tracing slows everything it traces)
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import time
 import tracemalloc
 import uuid
@@ -36,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from bench.latency import DelayingProxy
 from bench.records import MB
 from bench.timing import StepTimings, Timing
 from shared.aggregate import Aggregates, HourlyAggregator
@@ -58,9 +62,9 @@ SECTION_BUDGET_SECONDS = 8.0
 TARGET_RECORDS_PER_SECOND = 250_000
 TARGET_FLOOR_RATIO = 0.5
 TARGET_SET_BASED_SPEEDUP = 10.0
-# For the printed estimate only: what row-by-row would cost where each statement crosses a network.
-PROJECTED_ROUND_TRIP_MS = 1.0
-SET_BASED_ROUND_TRIPS = 4  # claim, usage upsert, perf upsert, commit
+# The database across a network: a proxy holding each chunk this long each way (bench.latency), for
+# about a 1 ms round trip, where loopback's is under 0.1 ms and nearly free.
+NETWORK_ONE_WAY_DELAY_SECONDS = 0.0005
 WORKSPACE_ID = "0c6d2a44-2a3f-4f3e-9c7e-1a2b3c4d5e6f"
 LOG_TYPE = "Perf"
 TIME_FIELD = "TimeGenerated"
@@ -258,9 +262,11 @@ def aggregates_of(blob: PerfBlob) -> Aggregates:
 @dataclass(slots=True)
 class UpsertCase:
     """One way of writing the keys: onto keys that exist (an hour being filled: every blob after the
-    hour's first) or onto new keys (the first blob of an hour)."""
+    hour's first) or onto new keys (the first blob of an hour), over loopback or a delayed link."""
 
     label: str
+    new_keys: bool
+    round_trip_ms: float = 0.0  # one `SELECT 1` on the case's connection: what each row-by-row row pays
     set_based: Timing = field(default_factory=Timing)
     row_by_row: Timing = field(default_factory=Timing)
 
@@ -275,7 +281,6 @@ class UpsertCase:
 class UpsertComparison:
     usage_rows: int
     perf_rows: int
-    round_trip_ms: float = 0.0  # one `SELECT 1` on the same kind of connection: what each row pays
     cases: list[UpsertCase] = field(default_factory=list)
 
     @property
@@ -437,7 +442,17 @@ def _run_postgres(
             result.postgres = timing
             log("processing: set-based vs row-by-row upserts on PostgreSQL ...")
             rows_database = cluster.create_database("sluice_bench_rows")
-            result.upsert = _compare_upserts(aggregates, rows_database.connection_string)
+            result.upsert = UpsertComparison(usage_rows=len(aggregates.usage), perf_rows=len(aggregates.perf))
+            loopback = rows_database.connection_string
+            result.upsert.cases = [
+                _compare_upserts(aggregates, loopback, UpsertCase("onto existing keys", new_keys=False)),
+                _compare_upserts(aggregates, loopback, UpsertCase("onto new keys", new_keys=True)),
+            ]
+            log("processing: the same across a 1 ms round trip ...")
+            with DelayingProxy(cluster.port, one_way_delay=NETWORK_ONE_WAY_DELAY_SECONDS) as proxy:
+                networked = re.sub(r"Port=\d+", f"Port={proxy.port}", loopback)
+                case = UpsertCase("onto existing keys, across a network", new_keys=False)
+                result.upsert.cases.append(_compare_upserts(aggregates, networked, case))
         except Exception as error:
             reason = f"the PostgreSQL run failed: {_first_line(error)}"
             if result.postgres is None:
@@ -454,7 +469,7 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
-def _compare_upserts(aggregates: Aggregates, connection_string: str) -> UpsertComparison:
+def _compare_upserts(aggregates: Aggregates, connection_string: str, case: UpsertCase) -> UpsertCase:
     """The same rows, each way, as the ledger claim + upserts in one transaction per blob; the two ways
     alternate, and every run claims a new blob, so it always upserts. Onto existing keys, every run
     writes the same hours; onto new keys, each run's rows are moved to hours no run wrote before."""
@@ -464,28 +479,26 @@ def _compare_upserts(aggregates: Aggregates, connection_string: str) -> UpsertCo
         raise ValueError("the upsert comparison covers usage and perf rows only")
     database = _open(SqlDialect.POSTGRESQL, connection_string)
     connection = pyodbc.connect(connection_string, autocommit=False)
-    comparison = UpsertComparison(usage_rows=len(aggregates.usage), perf_rows=len(aggregates.perf))
-    existing = UpsertCase("onto existing keys")
-    new = UpsertCase("onto new keys")
-    comparison.cases = [existing, new]
     try:
-        comparison.round_trip_ms = _round_trip_ms(connection)
-        runs = WARMUP_ITERATIONS + UPSERT_ITERATIONS
-        for index in range(runs):
+        case.round_trip_ms = _round_trip_ms(connection)
+        for index in range(WARMUP_ITERATIONS + UPSERT_ITERATIONS):
             timed = index >= WARMUP_ITERATIONS
-            fresh = _shifted(aggregates, hours=1000 + 2 * index), _shifted(aggregates, hours=1001 + 2 * index)
-            for case, (set_rows, row_rows) in ((existing, (aggregates, aggregates)), (new, fresh)):
-                entry = LedgerEntry(WORKSPACE_ID, f"bench/{case.label}/set/{index}", "etag", "0" * 64, 1)
-                with _maybe(case.set_based, timed):
-                    if not database.apply_blob(entry, set_rows):
-                        raise RuntimeError("the ledger already held the set-based bench blob")
-                entry = LedgerEntry(WORKSPACE_ID, f"bench/{case.label}/rows/{index}", "etag", "0" * 64, 1)
-                with _maybe(case.row_by_row, timed):
-                    _apply_row_by_row(connection, entry, row_rows)
+            set_rows, row_rows = (
+                (_shifted(aggregates, hours=1000 + 2 * index), _shifted(aggregates, hours=1001 + 2 * index))
+                if case.new_keys
+                else (aggregates, aggregates)
+            )
+            entry = LedgerEntry(WORKSPACE_ID, f"bench/{case.label}/set/{index}", "etag", "0" * 64, 1)
+            with _maybe(case.set_based, timed):
+                if not database.apply_blob(entry, set_rows):
+                    raise RuntimeError("the ledger already held the set-based bench blob")
+            entry = LedgerEntry(WORKSPACE_ID, f"bench/{case.label}/rows/{index}", "etag", "0" * 64, 1)
+            with _maybe(case.row_by_row, timed):
+                _apply_row_by_row(connection, entry, row_rows)
     finally:
         connection.close()
         database.close()
-    return comparison
+    return case
 
 
 def _shifted(aggregates: Aggregates, *, hours: int) -> Aggregates:
@@ -646,18 +659,18 @@ def processing_lines(result: ProcessingResult) -> list[str]:
         lines.append(
             f"upsert on PostgreSQL: {upsert.rows:,} rows per blob ({upsert.usage_rows} usage + "
             f"{upsert.perf_rows:,} perf), ledger claim + upserts in one transaction, wall ms per blob "
-            f"(CPU ms of this process); loopback round trip {upsert.round_trip_ms:.2f} ms"
+            f"(CPU ms of this process); round trip = one SELECT 1 on the case's connection"
         )
         for case in upsert.cases:
             verdict = _verdict(case.speedup >= TARGET_SET_BASED_SPEEDUP)
             lines.append(
-                f"  {case.label:<19}: set-based (apply_blob, one statement per table) "
+                f"  {case.label} (round trip {case.round_trip_ms:.2f} ms): set-based (apply_blob, one "
+                "statement per table) "
                 f"{case.set_based.wall_ms_per_run():6.1f} ({case.set_based.cpu_ms_per_run():.1f}), "
                 f"row-by-row (INSERT ... ON CONFLICT per row, executemany) "
                 f"{case.row_by_row.wall_ms_per_run():6.1f} ({case.row_by_row.cpu_ms_per_run():.1f}): "
                 f"set-based {case.speedup:.1f}x faster (target >= {TARGET_SET_BASED_SPEEDUP:.0f}x) {verdict}"
             )
-        lines.append(_projection_line(upsert))
     else:
         lines.append(f"upsert on PostgreSQL: skipped ({result.upsert_skipped})")
     if result.memory:
@@ -674,20 +687,6 @@ def processing_lines(result: ProcessingResult) -> list[str]:
                 f"[{memory.seconds:.1f} s traced]"
             )
     return lines
-
-
-def _projection_line(upsert: UpsertComparison) -> str:
-    """Loopback round trips are nearly free; a database across a network charges one per statement.
-    An estimate from the measured figures, printed as one, never as a measurement."""
-    extra_ms = PROJECTED_ROUND_TRIP_MS - upsert.round_trip_ms
-    case = upsert.cases[0]
-    set_based = case.set_based.wall_ms_per_run() + SET_BASED_ROUND_TRIPS * extra_ms
-    row_by_row = case.row_by_row.wall_ms_per_run() + (upsert.rows + 2) * extra_ms
-    return (
-        f"  projected, not measured: at a {PROJECTED_ROUND_TRIP_MS:g} ms round trip (a database across a "
-        f"network) {case.label} would take {set_based:.0f} vs {row_by_row:.0f} ms per blob "
-        f"({row_by_row / set_based:.0f}x)"
-    )
 
 
 def _dialect_line(label: str, blob: PerfBlob, timing: Timing, floor_rate: float) -> str:
@@ -745,10 +744,10 @@ def processing_json(result: ProcessingResult) -> dict[str, Any]:
     if result.upsert is not None:
         document["upsert"] = {
             "rows": result.upsert.rows,
-            "round_trip_ms": round(result.upsert.round_trip_ms, 3),
             "cases": [
                 {
                     "case": case.label,
+                    "round_trip_ms": round(case.round_trip_ms, 3),
                     "runs": case.set_based.runs,
                     "set_based_wall_ms": round(case.set_based.wall_ms_per_run(), 2),
                     "row_by_row_wall_ms": round(case.row_by_row.wall_ms_per_run(), 2),
