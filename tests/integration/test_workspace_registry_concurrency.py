@@ -1,5 +1,6 @@
-"""Optimistic concurrency of TableWorkspaceRegistry on Azurite: a workspace's version is its entity's
-ETag, and writers racing with the same version end with exactly one winner."""
+"""Optimistic concurrency of the workspace registry: TableWorkspaceRegistry on Azurite (a workspace's
+version is its entity's ETag; writers racing with the same version end with exactly one winner), and
+the contract's sequential cases on the in-memory registry the unit tests use as well, so the two agree."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from azure.data.tables import TableServiceClient
 from shared.azure_storage import TableWorkspaceRegistry
 from shared.errors import WorkspaceChanged, WorkspaceNotFound
 from shared.plans import Plan
-from shared.workspaces import Workspace, WorkspaceState, mark_deleted, start_removal
+from shared.workspaces import Workspace, WorkspaceRegistry, WorkspaceState, mark_deleted, start_removal
 from tests.support.concurrency import run_together
+from tests.unit.fakes import MemoryRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -23,18 +25,26 @@ WRITERS = 4
 
 
 @pytest.fixture
-def registry(azurite_connection_string: str) -> TableWorkspaceRegistry:
+def table_registry(azurite_connection_string: str) -> TableWorkspaceRegistry:
     return TableWorkspaceRegistry(TableServiceClient.from_connection_string(azurite_connection_string))
 
 
-def stored(registry: TableWorkspaceRegistry) -> Workspace:
+@pytest.fixture(params=["table", "memory"])
+def registry(request: pytest.FixtureRequest) -> WorkspaceRegistry:
+    if request.param == "memory":
+        return MemoryRegistry()
+    table: TableWorkspaceRegistry = request.getfixturevalue("table_registry")
+    return table
+
+
+def stored(registry: WorkspaceRegistry) -> Workspace:
     return registry.create_workspace(
         Workspace(str(uuid.uuid4()), Plan.FREE, WorkspaceState.ACTIVE, created_at=NOW)
     )
 
 
 def test_given_a_workspace_when_created_updated_and_read_then_each_carries_the_entity_s_etag(
-    registry: TableWorkspaceRegistry,
+    registry: WorkspaceRegistry,
 ) -> None:
     created = stored(registry)
     claimed = registry.update_workspace(start_removal(mark_deleted(created, now=NOW), now=NOW))
@@ -50,8 +60,9 @@ def test_given_a_workspace_when_created_updated_and_read_then_each_carries_the_e
 
 
 def test_given_writers_racing_with_the_same_version_then_exactly_one_wins_and_the_others_are_refused(
-    registry: TableWorkspaceRegistry,
+    table_registry: TableWorkspaceRegistry,
 ) -> None:
+    registry = table_registry
     read = stored(registry)
     plans = [Plan.STANDARD, Plan.PREMIUM, Plan.STANDARD, Plan.PREMIUM]
 
@@ -69,8 +80,9 @@ def test_given_writers_racing_with_the_same_version_then_exactly_one_wins_and_th
 
 
 def test_given_an_update_racing_a_delete_of_the_same_version_then_exactly_one_lands(
-    registry: TableWorkspaceRegistry,
+    table_registry: TableWorkspaceRegistry,
 ) -> None:
+    registry = table_registry
     read = stored(registry)
 
     def act(index: int) -> str:
@@ -94,7 +106,7 @@ def test_given_an_update_racing_a_delete_of_the_same_version_then_exactly_one_la
 
 
 def test_given_a_stale_version_when_deleting_then_refused_and_once_gone_deleting_again_succeeds(
-    registry: TableWorkspaceRegistry,
+    registry: WorkspaceRegistry,
 ) -> None:
     read = stored(registry)
     current = registry.update_workspace(replace(read, plan=Plan.PREMIUM))
@@ -111,7 +123,7 @@ def test_given_a_stale_version_when_deleting_then_refused_and_once_gone_deleting
 
 
 def test_given_a_workspace_not_read_from_the_registry_when_written_then_value_error(
-    registry: TableWorkspaceRegistry,
+    registry: WorkspaceRegistry,
 ) -> None:
     read = stored(registry)
 

@@ -38,20 +38,6 @@ def test_given_two_writers_with_the_same_version_when_both_update_then_the_secon
     assert isinstance(refused.value, Conflict) and "read it again and retry" in refused.value.message
 
 
-def test_given_a_stale_version_when_deleting_then_refused_and_once_gone_a_delete_succeeds() -> None:
-    registry = MemoryRegistry()
-    read = stored(registry)
-    current = registry.update_workspace(replace(read, plan=Plan.PREMIUM))
-
-    with pytest.raises(WorkspaceChanged):
-        registry.delete_workspace(read)
-    registry.delete_workspace(current)
-    registry.delete_workspace(current)
-
-    with pytest.raises(WorkspaceNotFound):
-        registry.get_workspace(read.workspace_id)
-
-
 def test_given_a_workspace_never_read_when_written_then_value_error_and_unknown_is_not_found() -> None:
     registry = MemoryRegistry()
     read = stored(registry)
