@@ -4,6 +4,7 @@ and SQLite, and the T-SQL security policy, which cannot run here, checked in its
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import uuid
@@ -207,6 +208,25 @@ def test_given_a_bound_connection_when_the_workspace_setting_is_forged_then_it_s
     for forged in (proof_of_a, "", "0" * 64, proof_of_a.upper()):
         set_setting(app_connection, "sluice.workspace_proof", forged)
         assert total_rows(app_connection) == 0, forged
+
+
+def test_given_a_temporary_table_standing_in_for_the_key_when_forging_a_proof_then_still_no_row(
+    rls: RlsDatabase, app_connection: Any
+) -> None:
+    """Any role may create a temporary table, and an unqualified name finds the session's own first
+    unless the search path puts pg_temp last: the proof functions pin theirs."""
+    bind(app_connection, rls.workspace_a)
+    app_connection.cursor().execute(
+        "CREATE TEMP TABLE reader_binding_key (singleton boolean, key bytea); "
+        "INSERT INTO reader_binding_key VALUES (true, '\\x00')"
+    )
+    key = b"\x00"
+    forged = hashlib.sha256(key + hashlib.sha256(key + rls.workspace_b.encode()).digest()).hexdigest()
+
+    set_setting(app_connection, SETTING, rls.workspace_b)
+    set_setting(app_connection, "sluice.workspace_proof", forged)
+
+    assert total_rows(app_connection) == 0
 
 
 def test_given_a_bound_connection_when_it_reaches_for_the_key_or_the_binding_functions_then_refused(

@@ -28,17 +28,29 @@ REVOKE ALL ON reader_binding_key FROM PUBLIC
 GO
 -- sha256(k || sha256(k || m)): a MAC from the built-in sha256 (pgcrypto's hmac is an extension).
 CREATE OR REPLACE FUNCTION sluice_workspace_proof(workspace text) RETURNS text
-LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+LANGUAGE sql STABLE AS $$
     SELECT encode(sha256(key || sha256(key || convert_to(workspace, 'UTF8'))), 'hex') FROM reader_binding_key
 $$
 GO
 REVOKE EXECUTE ON FUNCTION sluice_workspace_proof(text) FROM PUBLIC
 GO
 CREATE OR REPLACE FUNCTION sluice_bound_workspace() RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+LANGUAGE sql STABLE SECURITY DEFINER AS $$
     SELECT bound.workspace
     FROM (SELECT current_setting('sluice.workspace_id', true) AS workspace) AS bound
     WHERE sluice_workspace_proof(bound.workspace) = current_setting('sluice.workspace_proof', true)
+$$
+GO
+-- A pinned search path, the session's temporary schema last: unless it is named, pg_temp is searched
+-- first, and a temporary table called reader_binding_key (any role may create one) would stand in for
+-- the real key.
+DO $$
+BEGIN
+    EXECUTE format('ALTER FUNCTION sluice_workspace_proof(text) SET search_path = pg_catalog, %I, pg_temp',
+                   current_schema());
+    EXECUTE format('ALTER FUNCTION sluice_bound_workspace() SET search_path = pg_catalog, %I, pg_temp',
+                   current_schema());
+END
 $$
 GO
 CREATE OR REPLACE FUNCTION sluice_bind_reader(workspace text) RETURNS text
