@@ -581,7 +581,16 @@ def _connect_sqlite(path: str) -> sqlite3.Connection:
     return connection
 
 
-def _connect_odbc(connection_string: str) -> Any:
-    import pyodbc  # lazy: a cold start that only ingests never loads the ODBC driver manager
+def odbc() -> Any:
+    """pyodbc, imported lazily (a cold start that only ingests never loads the ODBC driver manager), with
+    the driver manager's pooling off before any connection: each Database keeps its own connection, and
+    a reader session changes its connection's principal for good (SET ROLE, EXECUTE AS ... WITH NO
+    REVERT), which a pool would hand to the next borrower, the processor perhaps."""
+    import pyodbc
 
-    return pyodbc.connect(connection_string, autocommit=False)
+    pyodbc.pooling = False
+    return pyodbc
+
+
+def _connect_odbc(connection_string: str) -> Any:
+    return odbc().connect(connection_string, autocommit=False)

@@ -110,10 +110,10 @@ class EntraTokenConnector:
         self._lock = threading.Lock()
 
     def connect(self) -> TokenConnection:
-        import pyodbc  # lazy: a cold start that only ingests never loads the ODBC driver manager
+        from shared.sql import odbc
 
         token = self._current_token()
-        connection = pyodbc.connect(
+        connection = odbc().connect(
             self._connection_string,
             autocommit=False,
             attrs_before={SQL_COPT_SS_ACCESS_TOKEN: access_token_struct(token.token)},
@@ -141,9 +141,9 @@ class SecretConnector:
         self._secret_name = secret_name
 
     def connect(self) -> Any:
-        import pyodbc  # lazy, as above
+        from shared.sql import odbc
 
-        return pyodbc.connect(self._secrets.get_secret(self._secret_name), autocommit=False)
+        return odbc().connect(self._secrets.get_secret(self._secret_name), autocommit=False)
 
 
 def database_for(

@@ -398,6 +398,7 @@ def test_given_entra_settings_when_a_reader_session_reads_then_bound_read_only_a
 
     [opened] = odbc.opened  # the session's own connection, closed with it
     assert opened.closed
+    assert pyodbc.pooling is False  # a pool would hand the reader user's connection to the next borrower
     executed = [step for cursor in opened.cursors for step in cursor.executed]
     (context_sql, context_params), (switch_sql, switch_params) = executed[:2]
     assert context_sql.endswith(
