@@ -420,9 +420,21 @@ class Retention:
                 )
                 report.diagnostics_sources_deleted += 1
             report.data_collection_rules_deleted = self.dcrs.delete_workspace_rules(workspace_id)
-        self.registry.delete_workspace(claimed)
+        self._delete_claimed(claimed)
         workspace_log(log, workspace_id).info("workspace removed after its grace period")
         return report
+
+    def _delete_claimed(self, claimed: Workspace) -> None:
+        """The registry entry, conditional on the claim's version. Changed since (an answer lost and
+        retried, or a write that does not undo the claim): deleted at its new version while it is still
+        claimed; a restore cannot land after the claim, so anything else is raised."""
+        try:
+            self.registry.delete_workspace(claimed)
+        except WorkspaceChanged:
+            fresh = self.registry.get_workspace(claimed.workspace_id)
+            if fresh.removal_started_at is None:
+                raise
+            self.registry.delete_workspace(fresh)
 
     @contextmanager
     def _audited(self, report: PurgeReport | RemovalReport) -> Iterator[None]:

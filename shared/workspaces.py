@@ -162,6 +162,15 @@ def rotate_key(*, secrets: SecretStore, workspace: Workspace, which: str) -> str
     return key
 
 
+def change_plan(workspace: Workspace, plan: Plan) -> Workspace:
+    """ValueError once the workspace's removal has started: its registry entry is about to go."""
+    if workspace.removal_started_at is not None:
+        raise ValueError(
+            f"Workspace {workspace.workspace_id} is being removed: its plan can no longer change."
+        )
+    return replace(workspace, plan=plan)
+
+
 def mark_deleted(workspace: Workspace, *, now: datetime) -> Workspace:
     """Ingestion stops at once (only active workspaces are served); the data stays through the grace
     period. Deleting again keeps the first deletion time, so the grace period is not extended."""

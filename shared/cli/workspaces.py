@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from shared.workspaces import (
     ROTATABLE_KEYS,
     Workspace,
     WorkspaceRegistry,
+    change_plan,
     create_workspace,
     mark_deleted,
     removal_due_at,
@@ -69,29 +69,34 @@ def cmd_show(args: argparse.Namespace) -> int:
 def change_workspace(
     registry: WorkspaceRegistry, workspace_id: str, change: Callable[[Workspace], Workspace]
 ) -> tuple[Workspace, Workspace]:
-    """The workspace before and after `change`, written conditional on the version read. Each command's
-    change is computed from (and checked against) the state it replaces, so after losing to a concurrent
-    write it is applied once more to a fresh read, exactly as the operator would retry; a second loss
-    means the entry keeps changing and is reported (WorkspaceChanged)."""
+    """The workspace as first read and after `change`, written conditional on the version read. After
+    losing to a concurrent write: if the entry already holds the change, that was this write (its answer
+    was lost and the SDK's retry found the entry changed), so it stands; otherwise the change, computed
+    from and checked against the state it replaces, is applied once more to a fresh read, as the
+    operator would retry. A second loss means the entry keeps changing: WorkspaceChanged."""
+    previous = registry.get_workspace(workspace_id)
+    target = change(previous)
+    if target == previous:
+        return previous, previous
     try:
-        return _apply(registry, registry.get_workspace(workspace_id), change)
+        return previous, registry.update_workspace(target)
     except WorkspaceChanged:
-        return _apply(registry, registry.get_workspace(workspace_id), change)
-
-
-def _apply(
-    registry: WorkspaceRegistry, previous: Workspace, change: Callable[[Workspace], Workspace]
-) -> tuple[Workspace, Workspace]:
-    changed = change(previous)
-    return previous, previous if changed == previous else registry.update_workspace(changed)
+        fresh = registry.get_workspace(workspace_id)
+        if fresh == target:
+            return previous, fresh
+        changed = change(fresh)
+        return previous, fresh if changed == fresh else registry.update_workspace(changed)
 
 
 def cmd_set_plan(args: argparse.Namespace) -> int:
-    previous, workspace = change_workspace(
-        services().registry,
-        parse_workspace_id(args.workspace),
-        lambda read: replace(read, plan=Plan(args.plan)),
-    )
+    try:
+        previous, workspace = change_workspace(
+            services().registry,
+            parse_workspace_id(args.workspace),
+            lambda read: change_plan(read, Plan(args.plan)),
+        )
+    except ValueError as error:
+        raise SystemExit(f"sluice: {error}") from None
     audit_admin(
         workspace.workspace_id,
         AuditAction.WORKSPACE_SET_PLAN,

@@ -4,6 +4,7 @@ on the version read, and the operators' read-modify-write re-applies its change 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,7 @@ import pytest
 from shared.cli.workspaces import change_workspace
 from shared.errors import Conflict, WorkspaceChanged, WorkspaceNotFound, http_status
 from shared.plans import Plan
-from shared.workspaces import Workspace, WorkspaceState, mark_deleted, restore_deleted
+from shared.workspaces import Workspace, WorkspaceState, change_plan, mark_deleted, restore_deleted
 from tests.unit.fakes import MemoryRegistry
 
 NOW = datetime(2026, 11, 22, 2, tzinfo=UTC)
@@ -79,8 +80,14 @@ def test_given_one_concurrent_write_when_changing_then_the_change_is_reapplied_t
 
     previous, changed = change_workspace(registry, workspace_id, lambda read: mark_deleted(read, now=NOW))
 
-    assert previous.plan is Plan.STANDARD  # the fresh read carries the other write
-    assert (changed.plan, changed.state) == (Plan.STANDARD, WorkspaceState.DELETED)
+    assert (previous.plan, previous.state) == (
+        Plan.FREE,
+        WorkspaceState.ACTIVE,
+    )  # as the command first read it
+    assert (changed.plan, changed.state) == (
+        Plan.STANDARD,
+        WorkspaceState.DELETED,
+    )  # on top of the other write
     assert registry.get_workspace(workspace_id) == changed
 
 
@@ -115,3 +122,59 @@ def test_given_no_change_when_changing_then_nothing_is_written() -> None:
     )
 
     assert changed is previous and changed.version == deleted.version
+
+
+class LostAnswerRegistry(MemoryRegistry):
+    """The next update is stored, but its answer is lost and the SDK's retry finds the entry changed
+    (412): the caller sees WorkspaceChanged for a write that landed."""
+
+    lose_next = True
+
+    def update_workspace(self, workspace: Workspace) -> Workspace:
+        written = super().update_workspace(workspace)
+        if self.lose_next:
+            self.lose_next = False
+            raise WorkspaceChanged("412 on the retry of a write that had landed")
+        return written
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda read: mark_deleted(read, now=NOW),
+        lambda read: change_plan(read, Plan.PREMIUM),
+    ],
+    ids=["delete", "set-plan"],
+)
+def test_given_a_write_whose_answer_was_lost_when_changing_then_it_stands_once(
+    change: Callable[[Workspace], Workspace],
+) -> None:
+    registry = LostAnswerRegistry()
+    read = stored(registry)
+
+    previous, changed = change_workspace(registry, read.workspace_id, change)
+
+    assert previous == read and changed == change(read)  # the first read, for the audit entry
+    assert registry.get_workspace(read.workspace_id) == changed
+
+
+def test_given_a_restore_whose_answer_was_lost_then_it_stands_instead_of_not_deleted() -> None:
+    registry = LostAnswerRegistry()
+    registry.lose_next = False
+    deleted = registry.update_workspace(mark_deleted(stored(registry), now=NOW))
+    registry.lose_next = True
+
+    previous, restored = change_workspace(
+        registry, deleted.workspace_id, lambda read: restore_deleted(read, now=NOW, grace=GRACE)
+    )
+
+    assert previous.state is WorkspaceState.DELETED and restored.state is WorkspaceState.ACTIVE
+
+
+def test_given_a_claimed_removal_when_changing_the_plan_then_refused() -> None:
+    registry = MemoryRegistry()
+    deleted = registry.update_workspace(mark_deleted(stored(registry), now=NOW))
+    registry.update_workspace(replace(deleted, removal_started_at=NOW + GRACE))
+
+    with pytest.raises(ValueError, match="is being removed"):
+        change_workspace(registry, deleted.workspace_id, lambda read: change_plan(read, Plan.PREMIUM))
