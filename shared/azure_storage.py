@@ -70,6 +70,9 @@ COPY_POLL_SECONDS = 0.25
 # about 85 s (blob: 15 s + 3^n backoff; tables: 10 retries), longer than agents and Event Grid wait.
 STORAGE_RETRIES = 2  # 3 attempts
 STORAGE_CONNECTION_TIMEOUT_SECONDS = 5
+# Waiting for an answer once connected: a table entity is small; a blob answer may follow a 30 MB upload.
+TABLE_READ_TIMEOUT_SECONDS = 10
+BLOB_READ_TIMEOUT_SECONDS = 20
 BLOB_RETRY_BACKOFF_SECONDS = 2  # before each retry (±0.5 s jitter)
 TABLE_RETRY_BACKOFF_FACTOR = 0.5  # azure-core: retries at once, then after 1 s
 
@@ -113,6 +116,7 @@ def blob_service(settings: StorageSettings) -> BlobServiceClient:
             random_jitter_range=0.5,  # type: ignore[arg-type]  # the SDK annotates int, computes in float
         ),
         "connection_timeout": STORAGE_CONNECTION_TIMEOUT_SECONDS,
+        "read_timeout": BLOB_READ_TIMEOUT_SECONDS,
     }
     if settings.connection_string:
         return BlobServiceClient.from_connection_string(settings.connection_string, **options)
@@ -125,6 +129,7 @@ def table_service(settings: StorageSettings) -> TableServiceClient:
         "retry_total": STORAGE_RETRIES,
         "retry_backoff_factor": TABLE_RETRY_BACKOFF_FACTOR,
         "connection_timeout": STORAGE_CONNECTION_TIMEOUT_SECONDS,
+        "read_timeout": TABLE_READ_TIMEOUT_SECONDS,
     }
     if settings.connection_string:
         return TableServiceClient.from_connection_string(settings.connection_string, **options)

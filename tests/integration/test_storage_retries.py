@@ -4,15 +4,18 @@ then StorageUnavailable (the caller's 503), instead of the SDKs' default minute 
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from devhost.azurite import free_port
+from shared import azure_storage
 from shared.azure_storage import (
     STORAGE_RETRIES,
     BlobRawStore,
@@ -110,3 +113,30 @@ def test_given_no_storage_listening_when_reading_then_unavailable() -> None:
 
     with pytest.raises(StorageUnavailable):
         registry.get_workspace(WORKSPACE)
+
+
+def test_given_storage_that_accepts_and_never_answers_when_reading_then_bounded_attempts_then_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The read timeout, shortened here: each attempt waits for an answer that never comes."""
+    monkeypatch.setattr(azure_storage, "TABLE_READ_TIMEOUT_SECONDS", 0.5)
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept_and_keep_quiet() -> None:
+        with suppress(OSError):  # closed at the end of the test
+            while True:
+                accepted.append(silent.accept()[0])
+
+    threading.Thread(target=accept_and_keep_quiet, daemon=True).start()
+    try:
+        registry = TableWorkspaceRegistry(table_service(settings_for(silent.getsockname()[1])))
+
+        with pytest.raises(StorageUnavailable):
+            registry.get_workspace(WORKSPACE)
+
+        assert len(accepted) == 1 + STORAGE_RETRIES
+    finally:
+        silent.close()
+        for connection in accepted:
+            connection.close()
