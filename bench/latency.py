@@ -8,6 +8,7 @@ import queue
 import socket
 import threading
 import time
+from contextlib import suppress
 from types import TracebackType
 
 _CHUNK_BYTES = 64 * 1024
@@ -31,6 +32,8 @@ class DelayingProxy:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
+        with suppress(OSError):  # wakes the accepting thread, which close() alone does not on Linux
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         with self._lock:
             for connection in self._sockets:
@@ -42,7 +45,11 @@ class DelayingProxy:
                 client, _ = self._listener.accept()
             except OSError:  # closed: the proxy is done
                 return
-            upstream = socket.create_connection(self._upstream)
+            try:
+                upstream = socket.create_connection(self._upstream)
+            except OSError:  # the server is gone: this client gets a closed connection, the next a try
+                client.close()
+                continue
             for connection in (client, upstream):
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
