@@ -29,25 +29,14 @@ from shared.runtime import reset_services
 from shared.settings import SqlDialect
 from tests.support.postgres import MissingTool, PostgresCluster, PostgresDatabase, find_bin_dir
 from tests.support.runtime import Runtime, SqlTarget, configure_runtime
-from tests.support.storage import MissingAzurite, start_azurite
+from tests.support.storage import azurite_for_tests
 
 DIALECTS = [SqlDialect.SQLITE, SqlDialect.POSTGRESQL]
 
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    try:
-        server = start_azurite(tmp_path_factory.mktemp("azurite"))
-    except MissingAzurite as error:
-        missing = str(error)
-    else:
-        missing = ""
-    if missing:
-        pytest.fail(missing, pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from azurite_for_tests(tmp_path_factory)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from azure.storage.blob import BlobServiceClient
 import ingest_http
 import process_blob
 import retention_timer
+from devhost.azurite import Azurite
 from shared.aggregate import UsageRow
 from shared.errors import DatabaseUnavailable
 from shared.plans import Plan
@@ -30,9 +31,17 @@ from shared.retention import PurgeReport, Retention
 from shared.workspaces import Workspace, WorkspaceState, new_shared_key, shared_key_secret_name
 from tests.support.datacollector import blob_created_event, signed_request, timer_request
 from tests.support.runtime import Runtime
-from tests.support.storage import raw_name
+from tests.support.storage import azurite_for_tests, raw_name
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """The module's own: retention runs over every workspace in the registry, which on the session's
+    Azurite holds every earlier test's workspaces too."""
+    yield from azurite_for_tests(tmp_path_factory)
+
 
 LOG_TYPE = "Sluice_CL"
 MAX_BODY = 30 * 1024 * 1024

@@ -20,6 +20,7 @@ from sqlglot import exp
 
 import ingest_http
 import retention_timer
+from devhost.azurite import Azurite
 from shared.agents import Agent, AgentState
 from shared.aggregate import Aggregates, EventRow, PerfRow, SyslogRow, UsageRow
 from shared.audit import AuditAction
@@ -40,10 +41,18 @@ from shared.workspaces import Workspace, WorkspaceRegistry, WorkspaceState, all_
 from tests.support.concurrency import run_together
 from tests.support.datacollector import signed_request, timer_request
 from tests.support.runtime import Runtime
-from tests.support.storage import blob_service
+from tests.support.storage import azurite_for_tests, blob_service
 from tests.unit.fakes import Killed
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """The module's own: retention runs over every workspace in the registry, which on the session's
+    Azurite holds every earlier test's workspaces too."""
+    yield from azurite_for_tests(tmp_path_factory)
+
 
 NOW = datetime(2024, 3, 15, 2, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import gzip
 import shutil
 import uuid
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import pytest
 from azure.storage.blob import BlobServiceClient
 
 from devhost.azurite import AZURITE_SCRIPT, Azurite, AzuritePorts
@@ -39,6 +41,19 @@ def start_azurite(location: Path) -> Azurite:
     except BaseException:
         azurite.stop()
         raise
+
+
+def azurite_for_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """An Azurite for a fixture to yield (the session's, or a module's own); a missing install fails
+    the test with how to install it."""
+    try:
+        server = start_azurite(tmp_path_factory.mktemp("azurite"))
+    except MissingAzurite as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def blob_service(connection_string: str, **options: object) -> BlobServiceClient:
