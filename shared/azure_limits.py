@@ -78,13 +78,19 @@ class TableDailyCounters:
         return self._table.delete_partition(workspace_id, what="removing a workspace's daily counts")
 
     def delete_counters_before(self, workspace_id: str, *, before: date) -> int:
-        """RowKeys are ISO days, so string order is day order: a range within the partition."""
         return self._table.delete_matching(
-            workspace_id,
-            where="RowKey lt @before",
-            parameters={"before": before.isoformat()},
-            what="purging old daily counts",
+            workspace_id, what="purging old daily counts", **self._days_before(before)
         )
+
+    def count_counters_before(self, workspace_id: str, *, before: date) -> int:
+        return self._table.count_matching(
+            workspace_id, what="counting old daily counts", **self._days_before(before)
+        )
+
+    @staticmethod
+    def _days_before(before: date) -> dict[str, Any]:
+        """RowKeys are ISO days, so string order is day order: a range within the partition."""
+        return {"where": "RowKey lt @before", "parameters": {"before": before.isoformat()}}
 
     def _write(self, entity: dict[str, Any], *, etag: str | None) -> dict[str, Any]:
         if etag is None:

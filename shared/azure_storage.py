@@ -358,17 +358,30 @@ class LazyTable:
         listed for deletion; none, or no table yet, is fine."""
         deleted = 0
         with translated(what):
-            try:
-                for entity in self.client.query_entities(
-                    "PartitionKey eq @pk" + (f" and {where}" if where else ""),
-                    parameters={"pk": partition_key, **(parameters or {})},
-                    select=["RowKey"],
-                ):
-                    self.client.delete_entity(partition_key=partition_key, row_key=entity["RowKey"])
-                    deleted += 1
-            except ResourceNotFoundError:
-                return deleted  # no table yet
+            for row_key in self._matching_row_keys(partition_key, where, parameters):
+                self.client.delete_entity(partition_key=partition_key, row_key=row_key)
+                deleted += 1
         return deleted
+
+    def count_matching(
+        self, partition_key: str, *, where: str = "", parameters: dict[str, Any] | None = None, what: str
+    ) -> int:
+        """How many of the partition's entities match `where`; 0 when there is no table yet."""
+        with translated(what):
+            return sum(1 for _ in self._matching_row_keys(partition_key, where, parameters))
+
+    def _matching_row_keys(
+        self, partition_key: str, where: str, parameters: dict[str, Any] | None
+    ) -> Iterator[str]:
+        try:
+            for entity in self.client.query_entities(
+                "PartitionKey eq @pk" + (f" and {where}" if where else ""),
+                parameters={"pk": partition_key, **(parameters or {})},
+                select=["RowKey"],
+            ):
+                yield entity["RowKey"]
+        except ResourceNotFoundError:
+            return  # no table yet
 
     def replace_existing(self, entity: dict[str, Any], *, what: str) -> bool:
         """Replaces the entity whatever its version (If-Match: *); False when it does not exist."""
@@ -553,11 +566,17 @@ class TableReplayGuard:
 
     def delete_assertion_ids_expired_before(self, workspace_id: str, *, before: datetime) -> int:
         return self._table.delete_matching(
-            workspace_id,
-            where="expires_at lt @before",
-            parameters={"before": before},
-            what="purging expired client assertion ids",
+            workspace_id, what="purging expired client assertion ids", **self._expired_before(before)
         )
+
+    def count_assertion_ids_expired_before(self, workspace_id: str, *, before: datetime) -> int:
+        return self._table.count_matching(
+            workspace_id, what="counting expired client assertion ids", **self._expired_before(before)
+        )
+
+    @staticmethod
+    def _expired_before(before: datetime) -> dict[str, Any]:
+        return {"where": "expires_at lt @before", "parameters": {"before": before}}
 
     def delete_workspace_assertion_ids(self, workspace_id: str) -> int:
         return self._table.delete_partition(workspace_id, what="removing a workspace's client assertion ids")

@@ -103,6 +103,8 @@ class WorkspaceAssertionIds(Protocol):
         """Deletes the workspace's client-assertion ids whose expires_at is before `before`; returns how
         many. None left is fine."""
 
+    def count_assertion_ids_expired_before(self, workspace_id: str, *, before: datetime) -> int: ...
+
     def delete_workspace_assertion_ids(self, workspace_id: str) -> int:
         """Deletes every client-assertion id of the workspace; returns how many. None left is fine."""
 
@@ -119,6 +121,8 @@ class WorkspaceCounters(Protocol):
 
     def delete_counters_before(self, workspace_id: str, *, before: date) -> int:
         """Deletes the workspace's counters of days before `before`; returns how many."""
+
+    def count_counters_before(self, workspace_id: str, *, before: date) -> int: ...
 
 
 # -- the windows -----------------------------------------------------------------------------------------
@@ -470,7 +474,8 @@ class Retention:
 
     def verify(self, workspace: Workspace, *, now: datetime) -> list[str]:
         """The violations, [] when none: anything still held that left its window more than one timer
-        period (PURGE_INTERVAL) ago, a workspace not removed a period after its grace, and any ledger row
+        period (PURGE_INTERVAL) ago (raw days, aggregate and ledger rows, daily counters, expired
+        client-assertion ids), a workspace not removed a period after its grace, and any ledger row
         inside the raw window whose blob is neither in raw/ nor in quarantine/."""
         workspace_id = workspace.workspace_id
         lagging = self.windows(workspace, now=now - PURGE_INTERVAL)
@@ -488,6 +493,14 @@ class Retention:
             violations.append(
                 f"{ledger.outside} {LEDGER_TABLE} rows are of blobs outside the {lagging.raw_days}-day window"
             )
+        counters = self.counters.count_counters_before(workspace_id, before=lagging.counters_from)
+        if counters:
+            violations.append(f"{counters} daily counters are older than {COUNTER_RETENTION_DAYS} days")
+        expired = self.assertion_ids.count_assertion_ids_expired_before(
+            workspace_id, before=now - PURGE_INTERVAL
+        )
+        if expired:
+            violations.append(f"{expired} client assertion ids expired more than a run ago")
         if self._removal_due(workspace, now=now - PURGE_INTERVAL):
             violations.append(f"deleted at {workspace.deleted_at} and still not removed")
         violations += self._missing_blobs(workspace_id, since=self.windows(workspace, now=now).raw_from)

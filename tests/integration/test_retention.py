@@ -805,6 +805,10 @@ def test_given_seeded_violations_when_verifying_through_the_cli_then_each_is_lis
     seeded.add_rows(runtime, NOW - timedelta(days=400))  # aggregate rows outside
     missing = name_at(floor_hour(NOW - timedelta(days=2)))
     seeded.add_ledger_row(runtime, missing, NOW - timedelta(days=2))  # processed, inside, and gone
+    counters = TableDailyCounters(table_service(runtime.services.settings.storage))
+    for day in (NOW.date(), (NOW - timedelta(days=40)).date()):  # the second is too old
+        assert counters.compare_and_set(workspace_id, day, expected=NO_COUNT, bytes=7, op_id="seed")
+    claim_assertion_ids(runtime, workspace_id, {"old": NOW - timedelta(days=2), "live": NOW + HOUR})
 
     code, out = report(workspace_id, capsys, "--verify", "--json")
 
@@ -816,7 +820,9 @@ def test_given_seeded_violations_when_verifying_through_the_cli_then_each_is_lis
         assert f"1 {table} rows are older than 390 days" in violations
     assert "2 processed_blobs rows are of blobs outside the 7-day window" in violations
     assert any(missing in v and v.startswith("2024-03-13: 1 processed blobs") for v in violations)
-    assert len(violations) == 7
+    assert "1 daily counters are older than 35 days" in violations
+    assert "1 client assertion ids expired more than a run ago" in violations
+    assert len(violations) == 9
 
     assert sluice(["retention", "run", "--now", NOW.isoformat()]) == 0
     capsys.readouterr()

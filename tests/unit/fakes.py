@@ -298,6 +298,9 @@ class MemoryAssertionIds(MemoryReplayGuard):
     def delete_assertion_ids_expired_before(self, workspace_id: str, *, before: datetime) -> int:
         return self._delete(lambda key, expires_at: key[0] == workspace_id and expires_at < before)
 
+    def count_assertion_ids_expired_before(self, workspace_id: str, *, before: datetime) -> int:
+        return sum(1 for key, at in self.seen.items() if key[0] == workspace_id and at < before)
+
     def delete_workspace_assertion_ids(self, workspace_id: str) -> int:
         return self._delete(lambda key, _: key[0] == workspace_id)
 
@@ -371,6 +374,9 @@ class MemoryCounters:
 
     def delete_workspace_counters(self, workspace_id: str) -> int:
         return len(self.days.pop(workspace_id, set()))
+
+    def count_counters_before(self, workspace_id: str, *, before: date) -> int:
+        return sum(1 for day in self.days.get(workspace_id, set()) if day < before)
 
     def delete_counters_before(self, workspace_id: str, *, before: date) -> int:
         days = self.days.get(workspace_id, set())

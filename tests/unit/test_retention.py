@@ -119,7 +119,7 @@ class World:
                 registered_at=CREATED,
             )
         )
-        self.counters.days[workspace.workspace_id] = {CREATED.date()}
+        self.counters.days[workspace.workspace_id] = {NOW.date()}
         source_id = new_id()
         self.secrets.set_secret(sas_secret_name(source_id), "sv=2019-02-02&sp=rl&sig=x")
         self.sources.create_source(
@@ -311,6 +311,7 @@ def test_given_a_run_then_each_workspace_s_purge_report_is_audited_with_counts()
     for day in (1, 2, 5, 20):
         world.add_blob(workspace_id, datetime(2026, 11, day, 13, tzinfo=UTC))
     world.add_rows(workspace_id, now - timedelta(days=400))
+    world.counters.days[workspace_id].add(CREATED.date())
 
     world.retention().run(now=now)
 
@@ -695,6 +696,9 @@ def test_given_seeded_violations_when_verifying_then_each_is_listed() -> None:
     world.add_rows(workspace_id, NOW - timedelta(days=400))  # aggregate rows outside
     inside = world.add_blob(workspace_id, NOW - timedelta(days=2))
     world.store.blobs.pop((workspace_id, inside))  # processed, inside the window, and gone
+    world.counters.days[workspace_id] = {NOW.date(), (NOW - timedelta(days=40)).date()}  # one too old
+    world.assertion_ids.seen[(workspace_id, "old")] = NOW - timedelta(days=2)  # expired two runs ago
+    world.assertion_ids.seen[(workspace_id, "recent")] = NOW - timedelta(hours=1)  # this run's to purge
 
     violations = world.retention().verify(world.registry.get_workspace(workspace_id), now=NOW)
 
@@ -702,9 +706,13 @@ def test_given_seeded_violations_when_verifying_then_each_is_listed() -> None:
     assert violations[0] == f"raw day {day} is outside the 7-day window"
     assert violations[1:5] == [f"1 {table} rows are older than 390 days" for table in AGGREGATE_TABLES]
     assert violations[5] == "1 processed_blobs rows are of blobs outside the 7-day window"
-    assert violations[6].startswith(f"{(NOW - timedelta(days=2)).date()}: 1 processed blobs are in neither")
-    assert inside in violations[6]
-    assert len(violations) == 7
+    assert violations[6:8] == [
+        "1 daily counters are older than 35 days",
+        "1 client assertion ids expired more than a run ago",
+    ]
+    assert violations[8].startswith(f"{(NOW - timedelta(days=2)).date()}: 1 processed blobs are in neither")
+    assert inside in violations[8]
+    assert len(violations) == 9
 
 
 def test_given_something_outside_for_less_than_a_timer_period_when_verifying_then_not_yet_a_violation() -> (
