@@ -431,11 +431,15 @@ class Retention:
     def _delete_claimed(self, claimed: Workspace) -> None:
         """The registry entry, conditional on the claim's version. Changed since (an answer lost and
         retried, or a write that does not undo the claim): deleted at its new version while it is still
-        claimed; a restore cannot land after the claim, so anything else is raised."""
+        claimed; gone meanwhile is done; a restore cannot land after the claim, so anything else is
+        raised."""
         try:
             self.registry.delete_workspace(claimed)
         except WorkspaceChanged:
-            fresh = self.registry.get_workspace(claimed.workspace_id)
+            try:
+                fresh = self.registry.get_workspace(claimed.workspace_id)
+            except WorkspaceNotFound:
+                return  # an overlapping run deleted it first
             if fresh.removal_started_at is None:
                 raise
             self.registry.delete_workspace(fresh)

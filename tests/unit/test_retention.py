@@ -623,6 +623,28 @@ def test_given_the_entry_changed_after_the_claim_when_removing_then_it_goes_at_i
     assert world.store.names(workspace_id) == []
 
 
+class OverlappingDeleteRegistry(MemoryRegistry):
+    """An overlapping run touches the entry (so this run's delete is refused as changed) and then
+    deletes it before this run reads it again."""
+
+    def delete_workspace(self, workspace: Workspace) -> None:
+        touched = super().update_workspace(self.workspaces[workspace.workspace_id])
+        try:
+            super().delete_workspace(workspace)
+        finally:
+            super().delete_workspace(touched)
+
+
+def test_given_an_overlapping_run_deleting_the_entry_first_when_removing_then_the_removal_is_done() -> None:
+    world = World(registry=OverlappingDeleteRegistry())
+    workspace_id = populated(world, deleted_at=NOW - GRACE)
+
+    [report] = world.retention().run(now=NOW)
+
+    assert report.action is AuditAction.WORKSPACE_REMOVE
+    assert workspace_id not in world.registry.workspaces
+
+
 class ClaimingRegistry(MemoryRegistry):
     """An overlapping run claims the removal right after this run's read."""
 
