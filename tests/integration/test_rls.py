@@ -141,8 +141,9 @@ def app_connection(rls: RlsDatabase) -> Iterator[Any]:
 
 
 def bind(connection: Any, workspace_id: str) -> None:
-    """What a reader session runs first (bind_reader)."""
-    connection.cursor().execute("SELECT sluice_bind_reader(?)", workspace_id)
+    """What a reader session runs first: the bind_reader statement itself."""
+    bind_reader = sql_module.statement(SqlDialect.POSTGRESQL, "bind_reader")
+    connection.cursor().execute(bind_reader.text, *bind_reader.bind({"workspace_id": workspace_id}))
 
 
 def rows(connection: Any, sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from devhost.azurite import free_port
+from devhost.azurite import AzuritePorts, free_port
 from shared import azure_storage
 from shared.azure_storage import (
     STORAGE_RETRIES,
@@ -24,7 +24,7 @@ from shared.azure_storage import (
     table_service,
 )
 from shared.errors import StorageUnavailable
-from shared.settings import AZURITE_ACCOUNT, AZURITE_KEY, StorageSettings
+from shared.settings import StorageSettings
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +45,9 @@ class UnavailableStorage:
 
 
 def settings_for(port: int) -> StorageSettings:
-    endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
-    return StorageSettings(
-        connection_string=(
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint={endpoint};TableEndpoint={endpoint};"
-        )
-    )
+    """Every storage service at the one endpoint on `port`."""
+    ports = AzuritePorts(blob=port, queue=port, table=port)
+    return StorageSettings(connection_string=ports.connection_string)
 
 
 @pytest.fixture
