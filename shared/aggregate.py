@@ -10,9 +10,9 @@ hour (shared.records)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from itertools import repeat
 from operator import attrgetter
@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from shared.rawreader import RecordWindow
-from shared.records import RecordKind, kind_of, time_generated
+from shared.records import RecordKind, TimeGenerated, kind_of
 
 KEY_MAX_LENGTH = 256
 UNKNOWN = ""
@@ -144,38 +144,39 @@ class HourlyAggregator:
     """Accumulates a blob's records window by window (a large blob never has to be parsed whole) into
     the four aggregates; memory grows with the number of distinct keys, not with the number of records.
 
-    Each record counts in one dict entry keyed by its hour and its kind's KEY_FIELDS as the record
-    spells them (names repeat, so this is a hit per record): records, bytes, and for Perf the counter
-    statistics. The four aggregates are projections of those entries, made in `result()` once per
-    distinct key, where the names become portable key text (key_text) and keys that become equal merge."""
+    Records are counted per TimeGenerated hour (a window at once when its records share one, as a
+    batch's records mostly do), each in one dict entry keyed by its kind's KEY_FIELDS as the record
+    spells them (names repeat, so this is a hit per record; the key is made in C by one attrgetter):
+    records, bytes, and for Perf the counter statistics. The four aggregates are projections of those
+    entries, made in `result()` once per distinct key, where the names become portable key text
+    (key_text) and keys that become equal merge."""
 
     def __init__(self, *, log_type: str, time_field: str | None, received_at: datetime) -> None:
         self._log_type = log_type
         self._kind = kind_of(log_type)
         self.record_type = record_type(self._kind, time_field)
         fields = KEY_FIELDS[self._kind]
-        self._name_getters = tuple(attrgetter(name) for name in fields)
+        self._one_name = len(fields) == 1  # then attrgetter gives the name itself, not a tuple
+        self._names_of = attrgetter(*fields)
         self._value_of = attrgetter(COUNTER_VALUE) if self._kind is RecordKind.PERF else None
-        self._time = None
+        self._time_of = None
         if time_field is not None:
-            self._time = attrgetter(time_field if time_field in fields else _TIME_ATTRIBUTE)
-        self._received_at = received_at.astimezone(UTC)
-        received_hour = self._received_at.replace(minute=0, second=0, microsecond=0)
-        self._received_hour = received_hour
-        self._hour_of: dict[Any, datetime] = {None: received_hour}
-        # key -> [records, bytes, samples, total, minimum, maximum]
-        self._totals: dict[tuple[Any, ...], list[Any]] = {}
+            self._time_of = attrgetter(time_field if time_field in fields else _TIME_ATTRIBUTE)
+        self._rule = TimeGenerated(received_at)
+        self._received_hour = self._rule.hour(None)
+        self._hour_of: dict[Any, datetime] = {}
+        # hour -> names -> [records, bytes, samples, total, minimum, maximum]
+        self._totals: dict[datetime, dict[Any, list[Any]]] = {}
 
     def add(self, window: RecordWindow[Any]) -> None:
-        records = window.records
-        # Flat key tuples (hour, *names), built in C: one allocation per record. The hours and values
-        # may repeat one value endlessly: the records' lengths bound the zips.
-        names = (map(getter, records) for getter in self._name_getters)
-        keys = zip(self._hours(records), *names, strict=False)
+        for hour, records, sizes in self._by_hour(window):
+            self._count(self._totals.setdefault(hour, {}), records, sizes)
+
+    def _count(self, totals: dict[Any, list[Any]], records: list[Any], sizes: list[int]) -> None:
+        # The values may repeat None endlessly: the records' length bounds the zip.
         values = map(self._value_of, records) if self._value_of else repeat(None)
-        totals = self._totals
         get = totals.get
-        for key, size, value in zip(keys, window.sizes, values, strict=False):
+        for key, size, value in zip(map(self._names_of, records), sizes, values, strict=False):
             try:
                 entry = get(key)
             except TypeError:  # a list or object where a name was expected: use its text
@@ -198,22 +199,44 @@ class HourlyAggregator:
             if value > entry[5]:
                 entry[5] = value
 
-    def _hours(self, records: list[Any]) -> Iterable[datetime]:
-        if self._time is None:
-            return repeat(self._received_hour)
-        times = list(map(self._time, records))
+    def _by_hour(self, window: RecordWindow[Any]) -> Iterator[tuple[datetime, list[Any], list[int]]]:
+        """The window's records and their sizes, per TimeGenerated hour."""
+        records, sizes = window.records, window.sizes
+        if self._time_of is None:
+            yield self._received_hour, records, sizes
+            return
+        times = list(map(self._time_of, records))
         try:
-            unseen = set(times).difference(self._hour_of)
+            distinct = set(times)
         except TypeError:  # a list or object as the time: not a time
             times = [time if type(time) is str else None for time in times]
-            unseen = set(times).difference(self._hour_of)
-        if len(self._hour_of) + len(unseen) > _CACHE_LIMIT:  # keep memory bounded by one window
-            self._hour_of = {None: self._received_hour}
-            unseen = set(times).difference(self._hour_of)
-        for time in unseen:  # times repeat (a batch spans seconds): each is parsed once
-            moment = time_generated(time, received_at=self._received_at)
-            self._hour_of[time] = moment.replace(minute=0, second=0, microsecond=0)
-        return map(self._hour_of.__getitem__, times)
+            distinct = set(times)
+        hour_of = self._hours(distinct)
+        hours = {hour_of[time] for time in distinct}
+        if len(hours) == 1:
+            yield hours.pop(), records, sizes
+            return
+        positions: dict[datetime, list[int]] = {}
+        for position, time in enumerate(times):
+            positions.setdefault(hour_of[time], []).append(position)
+        for hour, chosen in positions.items():
+            yield hour, list(map(records.__getitem__, chosen)), list(map(sizes.__getitem__, chosen))
+
+    def _hours(self, times: set[Any]) -> dict[Any, datetime]:
+        """The hour of each of `times`, each parsed once (a batch's records share times); the memory
+        is bounded by _CACHE_LIMIT times and one window's."""
+        unseen = times.difference(self._hour_of)
+        if len(self._hour_of) + len(unseen) > _CACHE_LIMIT:
+            self._hour_of = {}
+            unseen = times
+        for time in unseen:
+            self._hour_of[time] = self._rule.hour(time)
+        return self._hour_of
+
+    def _entries(self) -> Iterator[tuple[datetime, Any, list[Any]]]:
+        for hour, totals in self._totals.items():
+            for names, entry in totals.items():
+                yield hour, names, entry
 
     def result(self) -> Aggregates:
         usage: dict[tuple[Any, ...], list[int]] = {}
@@ -221,7 +244,8 @@ class HourlyAggregator:
         events: dict[tuple[Any, ...], int] = {}
         syslog: dict[tuple[Any, ...], int] = {}
         kind = self._kind
-        for (hour, *parts), (records, size, samples, total, minimum, maximum) in self._totals.items():
+        for hour, names, (records, size, samples, total, minimum, maximum) in self._entries():
+            parts: tuple[Any, ...] = (names,) if self._one_name else names
             computer = key_text(parts[0])
             volume = usage.setdefault((hour, computer), [0, 0])
             volume[0] += records
@@ -254,8 +278,10 @@ class HourlyAggregator:
         )
 
 
-def _hashable(key: tuple[Any, ...]) -> tuple[Any, ...]:
+def _hashable(key: Any) -> Any:
     """The key as spelled, with its unhashable parts (lists, objects) replaced by their text."""
+    if not isinstance(key, tuple):  # the one name of a kind keyed by one field
+        return key_text(key)
     return tuple(
         part if isinstance(part, str | int | float | datetime | None) else key_text(part) for part in key
     )

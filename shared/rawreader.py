@@ -3,9 +3,9 @@ array is cut at record boundaries into windows of about WINDOW_BYTES, and each w
 own. Memory holds one window's records at a time, not the whole body's.
 
 A window is parsed in two passes of msgspec, both in C: first into each record's raw JSON text (which
-checks the syntax and gives the record's size as received), then each text into the caller's record
-type, a msgspec Struct naming only the fields the caller reads; the other fields are skipped, not
-built into dicts. That is what makes reading cheaper than a whole `json.loads`.
+checks the syntax and gives the record's size as received), then the window, in one call, into a list
+of the caller's record type, a msgspec Struct naming only the fields the caller reads; the other fields
+are skipped, not built into dicts. That is what makes reading cheaper than a whole `json.loads`.
 
 A cut goes after a `}` directly followed by `,` (compact and pretty-printed JSON both write `},`). Such
 a pair may also stand inside a string; then the window does not parse (the string is left open), and
@@ -18,9 +18,10 @@ gzip bytes, checked by the caller before reading: see shared.processing.)"""
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -35,6 +36,7 @@ _CUT_ATTEMPTS = 4
 _WHITESPACE = b" \t\r\n"
 _RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 _RAW = msgspec.json.Decoder(msgspec.Raw)
+_RECORD_AT = re.compile(r"\$\[(\d+)\]")
 
 R = TypeVar("R", bound=msgspec.Struct)
 
@@ -55,6 +57,7 @@ class RecordStream(Generic[R]):
     ) -> None:
         self._data = gzip_data
         self._record = msgspec.json.Decoder(record_type)
+        self._records = msgspec.json.Decoder(list[record_type])  # type: ignore[valid-type]
         self._max_bytes = max_bytes
         self._window = window_bytes
         self._piece = min(INFLATE_PIECE_BYTES, window_bytes)
@@ -130,27 +133,32 @@ class RecordStream(Generic[R]):
             raw = _RAW.decode(buffer)
         except msgspec.DecodeError:
             raise InvalidDataFormat("The blob is not valid JSON.") from None
-        yield self._decoded([raw])
+        yield self._counted([self._typed(self._record, raw)], [len(raw)])
 
     def _parse(self, buffer: bytearray, end: int, *, strict: bool) -> RecordWindow[R] | None:
         """The records of the array `buffer[:end]`. None when it does not parse and `strict` is off
         (the cut was inside a string)."""
+        text = buffer[:end]  # a copy, as the texts of _RAW_ARRAY's records view what they decode
         try:
-            raws = _RAW_ARRAY.decode(buffer[:end])  # a copy: the records' texts view it, not the buffer
+            sizes = list(map(len, _RAW_ARRAY.decode(text)))
         except msgspec.DecodeError:
             if strict:
                 raise InvalidDataFormat("The blob is not valid JSON.") from None
             return None
-        return self._decoded(raws)
+        return self._counted(self._typed(self._records, text), sizes)
 
-    def _decoded(self, raws: list[msgspec.Raw]) -> RecordWindow[R]:
-        """The records of syntactically valid JSON texts; each must be an object whose fields this
-        stream's record type reads hold valid values."""
+    def _typed(self, decoder: msgspec.json.Decoder[Any], text: bytearray | msgspec.Raw) -> Any:
+        """Syntactically valid JSON `text` decoded by `decoder`: each record must be an object whose
+        fields this stream's record type reads hold valid values. An error's `$[i]` is the record's
+        position in the blob (the decoder counts from the window's first record)."""
         try:
-            records = list(map(self._record.decode, raws))
+            return decoder.decode(text)
         except msgspec.DecodeError as error:
+            where = _RECORD_AT.sub(lambda at: f"$[{int(at[1]) + self.records}]", str(error))
             raise InvalidDataFormat(
-                f"The blob must be a JSON object or array of objects ({error})."
+                f"The blob must be a JSON object or array of objects ({where})."
             ) from None
+
+    def _counted(self, records: list[R], sizes: list[int]) -> RecordWindow[R]:
         self.records += len(records)
-        return RecordWindow(records, list(map(len, raws)))
+        return RecordWindow(records, sizes)

@@ -116,6 +116,15 @@ def test_given_not_an_array_of_objects_when_read_then_invalid_data_format(body: 
         list(RecordStream(gzip.compress(body), record_type=Sample, max_bytes=MAX))
 
 
+def test_given_a_non_object_in_a_later_window_then_the_error_names_its_place_in_the_blob() -> None:
+    # Given 30 objects and then a number, read in windows of a few records
+    body = orjson.dumps([{"m": index} for index in range(30)] + [7])
+
+    # When read, then the error points at the blob's 31st record, not at its place in its window
+    with pytest.raises(InvalidDataFormat, match=r"\$\[30\]"):
+        list(RecordStream(gzip.compress(body), record_type=Sample, max_bytes=MAX, window_bytes=32))
+
+
 @pytest.mark.parametrize(
     "data", [gzip.compress(b"[{}]")[:-4], b"not gzip at all", gzip.compress(b"[{}]") + b"x"]
 )
