@@ -34,10 +34,11 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -116,9 +117,10 @@ def _hour_value(value: Any) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _rows_json(rows: Sequence[Any]) -> str:
-    """Aggregate rows (dataclasses) as the JSON array the upsert statements read, keyed by the rows'
-    field names, the hour as HOUR_FORMAT text (formatted once per distinct hour)."""
+def _rows_json(rows: Sequence[Any], *, as_arrays: bool) -> str:
+    """Aggregate rows (dataclasses of one type) as the JSON array the upsert statements read: objects
+    keyed by the rows' field names, or (`as_arrays`) arrays of the fields in order; the hour as
+    HOUR_FORMAT text (formatted once per distinct hour)."""
     hour_texts: dict[datetime, str] = {}
 
     def hour_text(value: Any) -> str:
@@ -129,6 +131,8 @@ def _rows_json(rows: Sequence[Any]) -> str:
             text = hour_texts[value] = _hour_text(value)
         return text
 
+    if as_arrays and rows:
+        rows = list(map(attrgetter(*(field.name for field in fields(rows[0]))), rows))
     return orjson.dumps(rows, default=hour_text, option=orjson.OPT_PASSTHROUGH_DATETIME).decode("utf-8")
 
 
@@ -216,6 +220,7 @@ class Database:
             )
             if cursor.rowcount != 1:
                 return False
+            arrays = self.dialect is SqlDialect.SQLITE  # see sqlite/upsert_usage.sql
             # Always in this order, so concurrent processors lock the tables in the same order.
             for upsert, rows in (
                 (statement(self.dialect, "upsert_usage"), aggregates.usage),
@@ -225,7 +230,10 @@ class Database:
             ):
                 if rows:
                     cursor.execute(
-                        upsert.text, upsert.bind({"workspace_id": workspace_id, "rows": _rows_json(rows)})
+                        upsert.text,
+                        upsert.bind(
+                            {"workspace_id": workspace_id, "rows": _rows_json(rows, as_arrays=arrays)}
+                        ),
                     )
         return True
 

@@ -1,10 +1,10 @@
 -- params: workspace_id, rows
+-- rows: arrays of an EventRow's fields in order (hour, log_type, computer, event_id, level, events); see
+-- upsert_usage.sql.
 INSERT INTO events_hourly (workspace_id, hour, log_type, computer, event_id, level, events)
-SELECT ?, json_extract(value, '$.hour') AS h, json_extract(value, '$.log_type') AS t,
-       json_extract(value, '$.computer') AS c, json_extract(value, '$.event_id') AS e,
-       json_extract(value, '$.level') AS l, sum(json_extract(value, '$.events'))
+SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')
 FROM json_each(?)
 WHERE true
-GROUP BY h, t, c, e, l
 ON CONFLICT (workspace_id, hour, log_type, computer, event_id, level) DO UPDATE
 SET events = events_hourly.events + excluded.events

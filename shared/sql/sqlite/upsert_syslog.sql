@@ -1,10 +1,10 @@
 -- params: workspace_id, rows
+-- rows: arrays of a SyslogRow's fields in order (hour, computer, facility, severity, messages); see
+-- upsert_usage.sql.
 INSERT INTO syslog_hourly (workspace_id, hour, computer, facility, severity, messages)
-SELECT ?, json_extract(value, '$.hour') AS h, json_extract(value, '$.computer') AS c,
-       json_extract(value, '$.facility') AS f, json_extract(value, '$.severity') AS s,
-       sum(json_extract(value, '$.messages'))
+SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[4]')
 FROM json_each(?)
 WHERE true
-GROUP BY h, c, f, s
 ON CONFLICT (workspace_id, hour, computer, facility, severity) DO UPDATE
 SET messages = syslog_hourly.messages + excluded.messages
