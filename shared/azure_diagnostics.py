@@ -72,19 +72,7 @@ class TableSourceRegistry:
             self._table.client.submit_transaction(operations)
 
     def delete_source(self, source_id: str) -> None:
-        with translated("removing a diagnostics source"):
-            try:
-                entities = list(
-                    self._table.client.query_entities(
-                        "PartitionKey eq @source", parameters={"source": source_id}, select=["RowKey"]
-                    )
-                )
-            except ResourceNotFoundError:
-                return
-            if entities:
-                self._table.client.submit_transaction(
-                    [("delete", {"PartitionKey": source_id, "RowKey": e["RowKey"]}) for e in entities]
-                )
+        self._table.delete_matching(source_id, what="removing a diagnostics source")
 
     def get_checkpoint(self, source_id: str, table: DiagnosticsTable) -> Checkpoint:
         with translated("reading a diagnostics checkpoint"):

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from http import HTTPStatus
 from itertools import islice
 from typing import Any
 
@@ -22,7 +23,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import TableServiceClient, UpdateMode
+from azure.data.tables import TableServiceClient, TableTransactionError, UpdateMode
 from azure.storage.blob import (
     BlobClient,
     BlobProperties,
@@ -61,6 +62,8 @@ ASSERTION_IDS_TABLE = "assertionids"
 WORKSPACE_ROW_KEY = "workspace"
 # Blob batch deletes take at most 256 sub-requests.
 DELETE_BATCH = 256
+# A Table transaction (entity group) takes at most 100 operations, all in one partition.
+TABLE_TRANSACTION_LIMIT = 100
 # Where day prefixes live: raw data, and raw data moved to quarantine (same names under quarantine/).
 DAY_ROOTS = (RAW_PREFIX, QUARANTINE_PREFIX + RAW_PREFIX)
 # A copy within one account completes synchronously in practice; a pending one is polled this long.
@@ -352,16 +355,29 @@ class LazyTable:
     def delete_matching(
         self, partition_key: str, *, where: str = "", parameters: dict[str, Any] | None = None, what: str
     ) -> int:
-        """Deletes the partition's entities that match `where` (a filter over @-parameters, or all),
-        one at a time as the query pages: a batch would fail whole on an entity an overlapping run
-        deleted first, while delete_entity counts one already gone as done. Returns how many were
-        listed for deletion; none, or no table yet, is fine."""
+        """Deletes the partition's entities that match `where` (a filter over @-parameters, or all) as
+        the query pages, in transactions of up to TABLE_TRANSACTION_LIMIT. A transaction fails whole on
+        an entity an overlapping run deleted first; its entities are then deleted one at a time, where
+        one already gone counts as done. Returns how many were listed for deletion; none, or no table
+        yet, is fine."""
         deleted = 0
         with translated(what):
-            for row_key in self._matching_row_keys(partition_key, where, parameters):
-                self.client.delete_entity(partition_key=partition_key, row_key=row_key)
-                deleted += 1
+            row_keys = self._matching_row_keys(partition_key, where, parameters)
+            while chosen := list(islice(row_keys, TABLE_TRANSACTION_LIMIT)):
+                self._delete_together(partition_key, chosen)
+                deleted += len(chosen)
         return deleted
+
+    def _delete_together(self, partition_key: str, row_keys: list[str]) -> None:
+        try:
+            self.client.submit_transaction(
+                [("delete", {"PartitionKey": partition_key, "RowKey": row_key}) for row_key in row_keys]
+            )
+        except TableTransactionError as error:
+            if error.status_code != HTTPStatus.NOT_FOUND:
+                raise
+            for row_key in row_keys:
+                self.client.delete_entity(partition_key=partition_key, row_key=row_key)
 
     def count_matching(
         self, partition_key: str, *, where: str = "", parameters: dict[str, Any] | None = None, what: str
