@@ -83,18 +83,27 @@ class AgentCredentials:
 
 def new_credentials(*, common_name: str, now: datetime) -> AgentCredentials:
     key = ec.generate_private_key(ec.SECP256R1())
+    certificate = self_signed_certificate(
+        key, common_name=common_name, not_before=now - BACKDATE, not_after=now + CERTIFICATE_VALIDITY
+    )
+    return AgentCredentials(key=key, certificate=certificate)
+
+
+def self_signed_certificate(
+    key: ec.EllipticCurvePrivateKey, *, common_name: str, not_before: datetime, not_after: datetime
+) -> x509.Certificate:
+    """What an agent registers: its public key, in a certificate it signs itself (SHA-256)."""
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    certificate = (
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + CERTIFICATE_VALIDITY)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .sign(key, hashes.SHA256())
     )
-    return AgentCredentials(key=key, certificate=certificate)
 
 
 def current_credentials(state: StateDir, *, now: datetime) -> AgentCredentials:

@@ -1,6 +1,7 @@
-"""An agent's credentials as an agent makes them: a key pair with a self-signed certificate, and the
-client assertion it signs for one request. Written from the documented protocol, independently of
-shared.certauth, so the tests check the service against it:
+"""An agent's credentials as an agent makes them: a key pair with a self-signed certificate (built by
+the agent client's own builder, here with dates of the test's choosing), and the client assertion it
+signs for one request. Written from the documented protocol, independently of shared.certauth, so the
+tests check the service against it:
 
     header  alg = ES256 (P-256 key), x5t#S256 = base64url(sha256(certificate DER)), unpadded
     claims  iss = sub = the agent id, aud = the request URL without its query,
@@ -20,9 +21,10 @@ from urllib.parse import urlsplit
 
 import jwt
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from shared.agentclient.enrollment import self_signed_certificate
 
 ASSERTION_LIFETIME = timedelta(minutes=5)
 
@@ -69,16 +71,11 @@ def new_agent_credentials(
     the dates are given."""
     now = datetime.now(UTC)
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or now - timedelta(minutes=1))
-        .not_valid_after(not_after or now + timedelta(days=365))
-        .sign(key, hashes.SHA256())
+    certificate = self_signed_certificate(
+        key,
+        common_name=name,
+        not_before=not_before or now - timedelta(minutes=1),
+        not_after=not_after or now + timedelta(days=365),
     )
     return AgentCredentials(key=key, certificate=certificate)
 
