@@ -21,8 +21,8 @@ from shared.processing import LedgerEntry
 from shared.query import Aggregate, ContinuationSigner, Queries, Query, parse_query, statement_values
 from shared.settings import SqlDialect
 from shared.sql import Database, statement
-from tests.integration.test_rls import bind, connect
 from tests.support.postgres import PostgresCluster, PostgresDatabase
+from tests.support.reader_sessions import bind, connect
 
 pytestmark = pytest.mark.integration
 

@@ -26,6 +26,7 @@ from shared.settings import SqlDialect
 from shared.sql import Database, batches
 from tests.support.aggregates import sorted_aggregates
 from tests.support.postgres import PostgresCluster, PostgresDatabase, odbc_connection_string
+from tests.support.reader_sessions import EXECUTE_AS_READER, bind, connect, uncommented
 
 pytestmark = pytest.mark.integration
 
@@ -124,12 +125,6 @@ def make_login(rls: RlsDatabase, *, groups: str = "") -> Iterator[Login]:
         rls.cluster.admin_execute(f"DROP ROLE {name}")
 
 
-def connect(connection_string: str) -> Any:
-    import pyodbc
-
-    return pyodbc.connect(connection_string, autocommit=True)
-
-
 @pytest.fixture
 def app_connection(rls: RlsDatabase) -> Iterator[Any]:
     """A connection of the app's login, as a reader session opens it."""
@@ -138,12 +133,6 @@ def app_connection(rls: RlsDatabase) -> Iterator[Any]:
         yield connection
     finally:
         connection.close()
-
-
-def bind(connection: Any, workspace_id: str) -> None:
-    """What a reader session runs first: the bind_reader statement itself."""
-    bind_reader = sql_module.statement(SqlDialect.POSTGRESQL, "bind_reader")
-    connection.cursor().execute(bind_reader.text, *bind_reader.bind({"workspace_id": workspace_id}))
 
 
 def rows(connection: Any, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -545,10 +534,3 @@ def test_given_the_tsql_reader_binding_then_read_only_context_then_the_reader_us
     assert user[1].endswith("ALTER ROLE sluice_reader ADD MEMBER sluice_reader_session")
     assert user[2] == "GRANT IMPERSONATE ON USER::sluice_reader_session TO sluice_processor"
     assert "sluice_reader_session" not in sql_file(SqlDialect.TSQL, "V0003__row_level_security")
-
-
-EXECUTE_AS_READER = "EXECUTE AS USER = N'sluice_reader_session' WITH NO REVERT"
-
-
-def uncommented(batch: str) -> str:
-    return "\n".join(line for line in batch.splitlines() if not line.lstrip().startswith("--")).strip()

@@ -23,9 +23,9 @@ from shared.errors import DatabaseUnavailable
 from shared.processing import LedgerEntry
 from shared.settings import SqlDialect
 from shared.sql import Database, batches
-from tests.integration.test_rls import EXECUTE_AS_READER, uncommented
 from tests.support.concurrency import THREAD_TIMEOUT_SECONDS, run_together
 from tests.support.postgres import PostgresCluster, PostgresDatabase
+from tests.support.reader_sessions import EXECUTE_AS_READER, uncommented
 from tests.support.runtime import SqlTarget
 
 pytestmark = pytest.mark.integration

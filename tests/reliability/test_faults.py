@@ -35,13 +35,6 @@ from shared.plans import AGGREGATE_RETENTION_DAYS, Plan
 from shared.runtime import reset_services
 from shared.settings import SqlDialect
 from tests.e2e.support import SLUICE_COMMAND, eventually
-from tests.integration.test_retention import (
-    NOW,
-    Seeded,
-    expected_after_one_run,
-    observed,
-    state_of,
-)
 from tests.reliability.conftest import Figures, Scale
 from tests.support.agent_client import AgentCli, json_lines
 from tests.support.datacollector import blob_created_event, signed_request
@@ -57,6 +50,7 @@ from tests.support.fault_storage import (
     stored_blobs,
 )
 from tests.support.postgres import PostgresCluster, PostgresDatabase
+from tests.support.retention_scenarios import NOW, Seeded, expected_after_one_run, observed, state_of
 from tests.support.runtime import Runtime, SqlTarget, configure_runtime
 from tests.support.storage import start_azurite
 

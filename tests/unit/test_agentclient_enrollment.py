@@ -36,8 +36,8 @@ from shared.errors import AuthorizationFailed, SluiceError, http_status
 from shared.sharedkey import decode_key, parse_authorization, verify
 from shared.workspaces import shared_key_secret_name
 from tests.support.agent_fakes import T0
+from tests.support.auth_stacks import EnrollmentStack
 from tests.unit.fakes_agents import MemoryReplayGuard
-from tests.unit.test_agents import EnrollmentStack
 
 ENDPOINT = "https://sluice.example"
 

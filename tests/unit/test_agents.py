@@ -9,29 +9,23 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jwt
 import orjson
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from shared.agents import (
     MAX_CERTIFICATE_PEM_BYTES,
-    Agent,
     AgentState,
-    Enrollment,
     EnrollmentRequest,
     parse_certificate_pem,
     revoke_agent,
     thumbprint,
 )
-from shared.audit import AuditAction, AuditLog
-from shared.certauth import FORWARDED_CERT_HEADER, CertificateAuthenticator, assertion_audience
+from shared.audit import AuditAction
+from shared.certauth import FORWARDED_CERT_HEADER, assertion_audience
 from shared.errors import (
     AgentNotFound,
     AuthorizationFailed,
@@ -39,11 +33,20 @@ from shared.errors import (
     InvalidCertificate,
     InvalidDataFormat,
 )
-from shared.workspaces import WorkspaceState, create_workspace
-from tests.unit.fakes import MemoryAuditStore, MemoryRawStore, MemoryRegistry, MemorySecrets
+from shared.workspaces import WorkspaceState
+from tests.support.auth_stacks import (
+    BODY,
+    NOW,
+    AuthStack,
+    EnrolledAgent,
+    EnrollmentStack,
+    assertion,
+    bearer,
+    claims_for,
+    sign,
+    url_for,
+)
 from tests.unit.fakes_agents import (
-    MemoryAgentRegistry,
-    MemoryReplayGuard,
     private_key,
     self_signed_certificate,
     to_forwarded_header,
@@ -51,10 +54,6 @@ from tests.unit.fakes_agents import (
     valid_certificate,
     x5t_s256,
 )
-
-NOW = datetime(2026, 11, 22, 13, 37, 5, tzinfo=UTC)
-BODY = orjson.dumps([{"Computer": "web-1", "Message": "hello"}])
-
 
 # -- certificate parsing --------------------------------------------------------------------------
 
@@ -149,41 +148,6 @@ def test_given_oversize_pem_when_parsing_then_invalid_certificate() -> None:
 
 
 # -- enrollment ------------------------------------------------------------------------------------
-
-
-class EnrollmentStack:
-    def __init__(
-        self, *, clock: Callable[[], datetime] = lambda: NOW, agents: MemoryAgentRegistry | None = None
-    ) -> None:
-        self.registry = MemoryRegistry()
-        self.secrets = MemorySecrets()
-        self.agents = MemoryAgentRegistry() if agents is None else agents
-        created = create_workspace(
-            registry=self.registry, secrets=self.secrets, containers=MemoryRawStore(), now=lambda: NOW
-        )
-        self.workspace = created.workspace
-        self.workspace_id = created.workspace.workspace_id
-        self.enrollment_key = created.enrollment_key
-        self.audit_store = MemoryAuditStore()
-        self.enrollment = Enrollment(
-            workspaces=self.registry,
-            secrets=self.secrets,
-            agents=self.agents,
-            audit=AuditLog(self.audit_store, clock=lambda: NOW),
-            clock=clock,
-        )
-
-    def request(
-        self, certificate_pem: str, *, key: str | None = None, workspace_id: str | None = None
-    ) -> EnrollmentRequest:
-        return EnrollmentRequest(
-            workspace_id=workspace_id or self.workspace_id,
-            enrollment_key=self.enrollment_key if key is None else key,
-            certificate_pem=certificate_pem,
-        )
-
-    def set_state(self, state: WorkspaceState) -> None:
-        self.registry.update_workspace(replace(self.registry.get_workspace(self.workspace_id), state=state))
 
 
 @pytest.fixture
@@ -351,80 +315,6 @@ def test_given_unknown_agent_when_revoking_then_agent_not_found(enrolling: Enrol
 # these tests inject one that reads the wall clock's current second.
 
 
-@dataclass(frozen=True)
-class EnrolledAgent:
-    agent: Agent
-    key: CertificateIssuerPrivateKeyTypes
-    certificate: x509.Certificate
-
-    @property
-    def workspace_id(self) -> str:
-        return self.agent.workspace_id
-
-
-def url_for(workspace_id: str) -> str:
-    return f"https://sluice.example.net/api/workspaces/{workspace_id}/logs?api-version=2016-04-01"
-
-
-class AuthStack:
-    def __init__(self, *, now: datetime, trust_forwarded_client_cert: bool = False) -> None:
-        self.now = now
-        self.replay = MemoryReplayGuard()
-        self.agents = MemoryAgentRegistry()  # one agent table for all workspaces
-        self.workspace_a = EnrollmentStack(clock=lambda: self.now, agents=self.agents)
-        self.workspace_b = EnrollmentStack(clock=lambda: self.now, agents=self.agents)
-        self.authenticator = CertificateAuthenticator(
-            agents=self.agents,
-            replay=self.replay,
-            clock=lambda: self.now,
-            trust_forwarded_client_cert=trust_forwarded_client_cert,
-        )
-
-    def enroll(
-        self, kind: str = "rsa-2048", *, certificate: x509.Certificate | None = None, variant: int = 0
-    ) -> EnrolledAgent:
-        key = private_key(kind, variant)
-        certificate = certificate or valid_certificate(key, now=self.now)
-        agent = self.workspace_a.enrollment.register(self.workspace_a.request(to_pem(certificate)))
-        return EnrolledAgent(agent=agent, key=key, certificate=certificate)
-
-    def authenticate(
-        self,
-        *,
-        workspace_id: str,
-        headers: dict[str, str],
-        url: str | None = None,
-        body: bytes = BODY,
-    ) -> Agent:
-        return self.authenticator.authenticate(
-            workspace_id=workspace_id, headers=headers, url=url or url_for(workspace_id), body=body
-        )
-
-
-def claims_for(enrolled: EnrolledAgent, *, now: datetime, body: bytes = BODY) -> dict[str, Any]:
-    """A valid assertion's claims: issued now, five minutes to live, for the agent's ingest URL."""
-    return {
-        "iss": enrolled.agent.agent_id,
-        "sub": enrolled.agent.agent_id,
-        "aud": assertion_audience(url_for(enrolled.workspace_id)),
-        "iat": int(now.timestamp()),
-        "exp": int((now + timedelta(minutes=5)).timestamp()),
-        "jti": uuid.uuid4().hex,
-        "body_sha256": hashlib.sha256(body).hexdigest(),
-    }
-
-
-def sign(
-    claims: dict[str, Any],
-    key: CertificateIssuerPrivateKeyTypes,
-    *,
-    x5t: str | None,
-    algorithm: str = "RS256",
-) -> str:
-    headers = {} if x5t is None else {"x5t#S256": x5t}
-    return jwt.encode(claims, key, algorithm=algorithm, headers=headers)  # type: ignore[arg-type]
-
-
 def compact_jws(header: dict[str, Any], claims: dict[str, Any], signature: Callable[[bytes], bytes]) -> str:
     """A JWS built by hand, for algorithms PyJWT refuses to produce (none, HMAC keyed with a public key)."""
 
@@ -433,16 +323,6 @@ def compact_jws(header: dict[str, Any], claims: dict[str, Any], signature: Calla
 
     signing_input = b64(orjson.dumps(header)) + b"." + b64(orjson.dumps(claims))
     return (signing_input + b"." + b64(signature(signing_input))).decode("ascii")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assertion(enrolled: EnrolledAgent, *, now: datetime, algorithm: str = "RS256", **claims: Any) -> str:
-    payload = claims_for(enrolled, now=now)
-    payload.update(claims)
-    return sign(payload, enrolled.key, x5t=x5t_s256(enrolled.certificate), algorithm=algorithm)
 
 
 def _times(issued: datetime, lifetime: timedelta) -> dict[str, Any]:

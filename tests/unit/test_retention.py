@@ -34,6 +34,7 @@ from shared.workspaces import (
     restore_deleted,
     start_removal,
 )
+from tests.support.auth_stacks import AuthStack, assertion, bearer
 from tests.unit.fakes import (
     AGGREGATE_TABLES,
     Kill,
@@ -49,7 +50,6 @@ from tests.unit.fakes import (
     MemorySecrets,
     MemorySources,
 )
-from tests.unit.test_agents import AuthStack, assertion, bearer
 
 GRACE = timedelta(days=14)
 HOUR = timedelta(hours=1)
