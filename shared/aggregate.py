@@ -179,11 +179,13 @@ class HourlyAggregator:
         for key, size, value in zip(map(self._names_of, records), sizes, values, strict=False):
             try:
                 entry = get(key)
-            except TypeError:  # a list or object where a name was expected: use its text
-                key = _hashable(key)
+            except TypeError:  # a list or object where a name was expected
+                entry = None
+            if entry is None:  # a key not seen as spelled: look for it, or add it, as _canonical
+                key = _canonical(key)
                 entry = get(key)
-            if entry is None:
-                entry = totals[key] = [0, 0, 0, 0.0, math.inf, -math.inf]
+                if entry is None:
+                    entry = totals[key] = [0, 0, 0, 0.0, math.inf, -math.inf]
             entry[0] += 1
             entry[1] += size
             if value.__class__ is not float:  # JSON floats are finite; anything else is converted
@@ -245,7 +247,7 @@ class HourlyAggregator:
         syslog: dict[tuple[Any, ...], int] = {}
         kind = self._kind
         for hour, names, (records, size, samples, total, minimum, maximum) in self._entries():
-            parts: tuple[Any, ...] = (names,) if self._one_name else names
+            parts = tuple(map(_spelled, (names,) if self._one_name else names))
             computer = key_text(parts[0])
             volume = usage.setdefault((hour, computer), [0, 0])
             volume[0] += records
@@ -278,10 +280,31 @@ class HourlyAggregator:
         )
 
 
-def _hashable(key: Any) -> Any:
-    """The key as spelled, with its unhashable parts (lists, objects) replaced by their text."""
-    if not isinstance(key, tuple):  # the one name of a kind keyed by one field
-        return key_text(key)
-    return tuple(
-        part if isinstance(part, str | int | float | datetime | None) else key_text(part) for part in key
-    )
+def _canonical(key: Any) -> Any:
+    """A key as stored: its names (one, or a tuple) as they count. Python's equality is not JSON's:
+    True == 1 == 1.0. So that a record's key as spelled finds only the entry of the same JSON names,
+    true and false, and the numbers 0 and 1 that equal them, are stored tagged, where no spelled key
+    finds them (their records come here each time); an integral float is stored as the int it equals,
+    which it finds, as 4.0 and 4 are one JSON number; a list or object is stored as its text."""
+    if type(key) is tuple:
+        return tuple(map(_canonical_name, key))
+    return _canonical_name(key)
+
+
+def _canonical_name(value: Any) -> Any:
+    if value is None or type(value) is str:
+        return value
+    if type(value) is bool:
+        return (bool, value)
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is int:
+        return (int, value) if value in (0, 1) else value
+    if type(value) is float:
+        return value
+    return key_text(value)
+
+
+def _spelled(name: Any) -> Any:
+    """A stored name as its record spelled it (see _canonical)."""
+    return name[1] if type(name) is tuple else name
