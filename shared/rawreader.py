@@ -28,7 +28,9 @@ import msgspec
 from shared.errors import InvalidDataFormat
 from shared.rawstore import inflate
 
-WINDOW_BYTES = 1024 * 1024
+# A window's records (Structs and their strings, several times its bytes) stay within a core's L2
+# cache: 256 KiB windows read the bench's blob about 8% faster than 1 MiB ones (best of 30 runs).
+WINDOW_BYTES = 256 * 1024
 INFLATE_PIECE_BYTES = 256 * 1024
 _CUT = b"},"
 _COMMA, _CLOSE, _OPEN = b",]["  # byte values: what a bytearray item is
