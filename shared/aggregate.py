@@ -107,15 +107,17 @@ def key_text(value: Any) -> str:
     return text
 
 
-def _event_id(value: Any) -> int | None:
+def event_id_of(value: Any) -> int | None:
+    """An EventID as the events table stores it: a 32-bit int, given as a JSON integer or its digits."""
     if type(value) is int:
         return value if -(2**31) <= value < 2**31 else None
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return _event_id(int(value))
+        return event_id_of(int(value))
     return None
 
 
-def _counter_value(value: Any) -> float | None:
+def counter_value_of(value: Any) -> float | None:
+    """A CounterValue as a finite float: a JSON number or its text; true and false are no numbers."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
@@ -191,7 +193,7 @@ class HourlyAggregator:
             if value.__class__ is not float:  # JSON floats are finite; anything else is converted
                 if value is None:
                     continue
-                value = _counter_value(value)
+                value = counter_value_of(value)
                 if value is None:
                     continue  # counted for volume; a sample without a number has no statistics
             entry[2] += 1
@@ -260,7 +262,7 @@ class HourlyAggregator:
                 stats[2] = min(stats[2], minimum)
                 stats[3] = max(stats[3], maximum)
             elif kind is RecordKind.EVENT:
-                event_id = _event_id(parts[1])
+                event_id = event_id_of(parts[1])
                 if event_id is not None:
                     level = next((part for part in parts[2:] if part is not None), None)
                     event = (hour, computer, event_id, key_text(level))

@@ -25,8 +25,8 @@ from shared.aggregate import (
     PerfRow,
     SyslogRow,
     UsageRow,
-    _counter_value,
-    _event_id,
+    counter_value_of,
+    event_id_of,
     key_text,
 )
 from shared.rawreader import RecordStream
@@ -124,7 +124,7 @@ def reference(records: list[dict[str, Any]], *, log_type: str, time_field: str |
         usage[hour, computer][0] += 1
         usage[hour, computer][1] += len(orjson.dumps(record))
         if kind is RecordKind.PERF:
-            value = _counter_value(record.get("CounterValue"))
+            value = counter_value_of(record.get("CounterValue"))
             if value is not None:
                 counter = (
                     hour,
@@ -137,7 +137,7 @@ def reference(records: list[dict[str, Any]], *, log_type: str, time_field: str |
                 stats[2] = min(stats[2], value)
                 stats[3] = max(stats[3], value)
         elif kind is RecordKind.EVENT:
-            event_id = _event_id(number_as_json(record.get("EventID")))
+            event_id = event_id_of(number_as_json(record.get("EventID")))
             if event_id is not None:
                 levels = (record.get(f) for f in ("EventLevelName", "Level", "EventLevel"))
                 level = next((level for level in levels if level is not None), None)
